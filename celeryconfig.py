@@ -1,0 +1,84 @@
+"""Celery settings for boxoffice. Each value says why it is what it is.
+
+See RELIABILITY notes in the README: how Celery on Redis loses or doubles work, and which of
+these settings prevents each.
+"""
+import os
+from datetime import timedelta
+
+from kombu import Queue
+
+from tasks.policy import RETRY_BACKOFF_MAX
+
+# --- Broker -----------------------------------------------------------------------------------
+# Redis is the broker; the database, not Redis, is the source of truth (see tasks/dispatch.py).
+broker_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0")
+
+# An unacked message is redelivered after the visibility timeout. It must exceed every task's
+# time limit and every retry countdown, or a slow or delayed task would run twice at once.
+VISIBILITY_TIMEOUT = 3600
+# Celery reads the timeout from three places and silently ignores it unless all agree (celery#9339).
+broker_transport_options = {
+    "visibility_timeout": VISIBILITY_TIMEOUT,
+    # Fail fast when Redis is down, so the API can answer 202 and leave the step to the outbox.
+    "socket_connect_timeout": 2,
+    "socket_timeout": 10,
+    "retry_on_timeout": True,
+    "health_check_interval": 25,
+}
+result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT}
+visibility_timeout = VISIBILITY_TIMEOUT
+
+# A failed publish returns quickly: the outbox row stays and the relay publishes it later.
+task_publish_retry = True
+task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None  # workers keep trying to reach Redis after it restarts
+
+# --- Results ----------------------------------------------------------------------------------
+# Steps record their outcome in PostgreSQL; nobody waits on a Celery result.
+task_ignore_result = True
+result_backend = None
+
+# --- Delivery guarantees ----------------------------------------------------------------------
+# Ack after the step ran, so a worker dying mid-step does not lose it...
+task_acks_late = True
+# ...including when the pool child is SIGKILLed (otherwise acks_late still acks: the task is lost).
+task_reject_on_worker_lost = True
+# Steps are short and idempotent; a small prefetch keeps work spread over the workers and limits
+# what a dying worker holds. Measured by the benchmark harness.
+worker_prefetch_multiplier = int(os.environ.get("CELERY_PREFETCH", "4"))
+# A step stuck this long (a hung gateway call) is killed and retried; far below the visibility timeout.
+task_time_limit = 120
+task_soft_time_limit = 100
+# When Redis drops, cancel running late-ack tasks so they are redelivered, not run twice later.
+worker_cancel_long_running_tasks_on_connection_loss = True
+# SIGTERM (deploys): finish running steps for up to this long, then hand the rest back to the queue.
+worker_soft_shutdown_timeout = 25
+worker_enable_soft_shutdown_on_idle = True
+
+assert max(task_time_limit, RETRY_BACKOFF_MAX) < VISIBILITY_TIMEOUT
+
+# --- Queues: one per context, each worker group scalable on its own -----------------------------
+CONTEXTS = ("seats", "payments", "tickets", "mypage", "maintenance")
+task_queues = tuple(Queue(name) for name in CONTEXTS)
+task_default_queue = "maintenance"
+task_routes = {f"{context}.*": {"queue": context} for context in CONTEXTS}
+imports = tuple(f"tasks.{module}" for module in ("seats", "payments", "tickets", "mypage", "maintenance"))
+
+# --- Beat: durable timers live in the database and are swept here -----------------------------
+beat_schedule = {
+    "relay-outbox": {"task": "maintenance.relay_outbox", "schedule": timedelta(seconds=2)},
+    "expire-holds": {"task": "maintenance.expire_holds", "schedule": timedelta(seconds=15)},
+    "redrive-stuck": {"task": "maintenance.redrive_stuck", "schedule": timedelta(seconds=20)},
+    "converge-mypage": {"task": "maintenance.converge_mypage", "schedule": timedelta(seconds=30)},
+}
+
+# --- Events for Flower ------------------------------------------------------------------------
+worker_send_task_events = True
+task_send_sent_event = True
+
+timezone = "UTC"
+enable_utc = True
+task_serializer = "json"
+accept_content = ["json"]

@@ -1,0 +1,29 @@
+"""Domain exceptions. The web layer maps each kind to one HTTP status in one place."""
+
+
+class DomainError(Exception):
+    """Base of every refusal the domain can give."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(DomainError):
+    """The thing does not exist, or it is not the caller's to see."""
+
+
+class Conflict(DomainError):
+    """The request is valid but the current state does not allow it."""
+
+
+class InvalidInput(DomainError):
+    """The request breaks a domain rule on its values."""
+
+    def __init__(self, message: str, errors: dict | None = None):
+        super().__init__(message)
+        self.errors = errors or {}
+
+
+class AlreadyExists(Conflict):
+    """A unique thing (an email, say) is taken."""

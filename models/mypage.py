@@ -1,0 +1,89 @@
+"""The my page: each customer's read model of their bookings (CQRS query side).
+
+Queries read only this table. The mypage task projects the transactional tables into it; each
+row carries the booking version it reflects, so an older projection never overwrites a newer one.
+"""
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Integer, String, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.bookings import Booking
+from models.database import db
+
+
+class MyPageEntry(db.Model):
+    __tablename__ = "mypage_entries"
+
+    booking_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    show_id: Mapped[str] = mapped_column(String(36))
+    show_title: Mapped[str] = mapped_column(String(200))
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    qty: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    payment_status: Mapped[str] = mapped_column(String(16))
+    ticket_status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer)
+
+
+def entry_values(booking: Booking) -> dict:
+    return {
+        "booking_id": booking.id,
+        "customer_id": booking.customer_id,
+        "show_id": booking.show_id,
+        "show_title": booking.show.title,
+        "starts_at": booking.show.starts_at,
+        "qty": booking.qty,
+        "amount": booking.amount,
+        "status": booking.status,
+        "payment_status": booking.payment.status,
+        "ticket_status": booking.ticket.status,
+        "created_at": booking.created_at,
+        "updated_at": booking.updated_at,
+        "version": booking.version,
+    }
+
+
+def project(bookings: list[Booking]) -> int:
+    """Upsert the entries of these bookings, newer versions only. Returns rows written."""
+    if not bookings:
+        return 0
+    stmt = insert(MyPageEntry).values([entry_values(b) for b in bookings])
+    excluded = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[MyPageEntry.booking_id],
+        set_={c: excluded[c] for c in ("show_title", "starts_at", "status", "payment_status",
+                                       "ticket_status", "updated_at", "version")},
+        where=MyPageEntry.version < excluded.version,
+    )
+    return db.session.execute(stmt).rowcount
+
+
+def project_ids(booking_ids: list[str]) -> int:
+    bookings = db.session.scalars(select(Booking).where(Booking.id.in_(booking_ids))).unique().all()
+    return project(list(bookings))
+
+
+def stale_booking_ids(limit: int = 1000) -> list[str]:
+    """Bookings whose my page entry is missing or older than the booking (for convergence)."""
+    query = (
+        select(Booking.id)
+        .outerjoin(MyPageEntry, MyPageEntry.booking_id == Booking.id)
+        .where((MyPageEntry.version.is_(None)) | (MyPageEntry.version < Booking.version))
+        .limit(limit)
+    )
+    return list(db.session.scalars(query))
+
+
+def customer_entries(customer_id: str, limit: int, offset: int) -> tuple[list[MyPageEntry], int]:
+    query = select(MyPageEntry).where(MyPageEntry.customer_id == customer_id)
+    total = db.session.scalar(select(db.func.count()).select_from(query.subquery()))
+    rows = db.session.scalars(
+        query.order_by(MyPageEntry.created_at.desc(), MyPageEntry.booking_id).limit(limit).offset(offset)
+    ).all()
+    return list(rows), total

@@ -1,0 +1,129 @@
+"""Payments: the charge and refund of one booking, as our side records them.
+
+The gateway's ledger is the truth about money; this row is our view of it, kept in step by
+the payments tasks. Charges and refunds carry idempotency keys derived from the booking, so
+asking twice never moves money twice.
+"""
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.database import db, utc_now
+from models.errors import Conflict
+
+
+class PaymentStatus(StrEnum):
+    NONE = "NONE"
+    PENDING = "PENDING"
+    PAID = "PAID"
+    DECLINED = "DECLINED"
+    REFUNDING = "REFUNDING"
+    REFUNDED = "REFUNDED"
+
+
+class Payment(db.Model):
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in PaymentStatus) + ")", name="status_known"),
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
+    )
+
+    # One payment per booking: the booking id is the key.
+    booking_id: Mapped[str] = mapped_column(ForeignKey("bookings.id"), primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default=PaymentStatus.NONE)
+    charge_id: Mapped[str | None] = mapped_column(String(64))
+    # When we last asked the gateway to charge. Until that request can no longer be in flight,
+    # "no charge found" does not prove that no money will move.
+    charge_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
+
+    booking: Mapped["Booking"] = relationship(back_populates="payment")  # noqa: F821
+
+    @property
+    def charge_key(self) -> str:
+        return f"charge:{self.booking_id}"
+
+    @staticmethod
+    def refund_key(charge_id: str) -> str:
+        return f"refund:{charge_id}"
+
+    def start_charge(self) -> None:
+        if self.status not in (PaymentStatus.NONE, PaymentStatus.PENDING):
+            raise Conflict(f"payment is {self.status}, cannot be charged")
+        self.status = PaymentStatus.PENDING
+        self.charge_requested_at = utc_now()
+
+    def charge_may_be_in_flight(self, window_s: float) -> bool:
+        return (self.charge_requested_at is not None
+                and (utc_now() - self.charge_requested_at).total_seconds() < window_s)
+
+    def capture(self, charge_id: str) -> None:
+        self.status = PaymentStatus.PAID
+        self.charge_id = charge_id
+
+    def decline(self) -> None:
+        self.status = PaymentStatus.DECLINED
+
+    def start_refund(self) -> None:
+        """Money was (or may have been) taken for a booking that no longer wants it."""
+        if self.status in (PaymentStatus.PAID, PaymentStatus.PENDING):
+            self.status = PaymentStatus.REFUNDING
+
+    def settle_refund(self, captured_any: bool) -> None:
+        """The gateway now holds no captured money for this booking."""
+        if captured_any:
+            self.status = PaymentStatus.REFUNDED
+        elif self.status != PaymentStatus.DECLINED:
+            # The charge never went through: there was nothing to refund.
+            self.status = PaymentStatus.NONE
+
+    @property
+    def needs_refund_check(self) -> bool:
+        return self.status in (PaymentStatus.PENDING, PaymentStatus.PAID, PaymentStatus.REFUNDING)
+
+
+class ChargeOutcome(StrEnum):
+    ALREADY_SETTLED = "already_settled"
+    PAID = "paid"                # booking paid: its ticket becomes issuable next
+    DECLINED = "declined"        # booking failed: its seats go back (caller holds the show lock)
+    LATE_CAPTURE = "late_capture"  # money taken for a booking that no longer wants it: refund next
+
+
+def settle_charge(booking, charge_id: str, captured: bool) -> ChargeOutcome:
+    """Record the gateway's answer to our charge on the booking and its payment."""
+    from models.bookings import BookingStatus
+
+    payment = booking.payment
+    if payment.charge_id == charge_id and payment.status != PaymentStatus.PENDING:
+        return ChargeOutcome.ALREADY_SETTLED  # a duplicate delivery of the same step
+    if not captured:
+        payment.decline()
+        if booking.status == BookingStatus.CONFIRMED:
+            booking.fail_payment()
+            booking.show.release(booking.qty)
+        booking.touch()
+        return ChargeOutcome.DECLINED
+    payment.capture(charge_id)
+    if booking.status == BookingStatus.CONFIRMED:
+        booking.mark_paid()
+        return ChargeOutcome.PAID
+    payment.start_refund()
+    booking.touch()
+    return ChargeOutcome.LATE_CAPTURE
+
+
+def settle_refund(booking, captured_any: bool) -> None:
+    """The gateway holds no captured money for this booking any more: finish what waited on it."""
+    from models.bookings import BookingStatus
+
+    if booking.payment.needs_refund_check:
+        booking.payment.settle_refund(captured_any)
+    if booking.status == BookingStatus.CANCELLING:
+        booking.finish_cancel()
+        booking.show.release(booking.qty)
+    if booking.payment.status == PaymentStatus.REFUNDED:
+        booking.ticket.void()
+    booking.touch()

@@ -1,0 +1,96 @@
+"""Shows and their seats: capacity, remaining seats, and the rules for holding and releasing them."""
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Integer, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.database import db, new_id, utc_now
+from models.errors import Conflict, NotFound
+
+
+class Show(db.Model):
+    __tablename__ = "shows"
+    __table_args__ = (
+        # No oversell, enforced by the database itself: remaining can never go below zero.
+        CheckConstraint("remaining >= 0", name="remaining_not_negative"),
+        CheckConstraint("remaining <= capacity", name="remaining_within_capacity"),
+        CheckConstraint("capacity >= 0", name="capacity_not_negative"),
+        CheckConstraint("price >= 0", name="price_not_negative"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    title: Mapped[str] = mapped_column(String(200))
+    venue: Mapped[str] = mapped_column(String(200))
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    price: Mapped[int] = mapped_column(BigInteger)
+    capacity: Mapped[int] = mapped_column(Integer)
+    remaining: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
+
+    def __init__(self, **fields):
+        super().__init__(**fields)
+        if self.remaining is None:
+            self.remaining = self.capacity
+
+    @property
+    def held(self) -> int:
+        return self.capacity - self.remaining
+
+    def sales_open(self, now: datetime | None = None) -> bool:
+        return (now or utc_now()) < self.starts_at
+
+    def hold(self, qty: int) -> bool:
+        """Take qty seats if that many remain. Returns whether they were taken."""
+        if qty <= 0 or qty > self.remaining:
+            return False
+        self.remaining -= qty
+        return True
+
+    def release(self, qty: int) -> None:
+        if self.remaining + qty > self.capacity:
+            raise Conflict("cannot release more seats than are held")
+        self.remaining += qty
+
+    def change_capacity(self, capacity: int) -> None:
+        if capacity < self.held:
+            raise Conflict(f"capacity {capacity} is below the {self.held} seats already held")
+        self.remaining = capacity - self.held
+        self.capacity = capacity
+
+
+def get_show(show_id: str, *, for_update: bool = False) -> Show:
+    show = db.session.get(Show, show_id, with_for_update=for_update or None)
+    if show is None:
+        raise NotFound("show not found")
+    return show
+
+
+def reserve_in_arrival_order(show_id: str, through_seq: int, hold_minutes: float, limit: int = 500):
+    """Decide every PENDING booking of a show up to `through_seq`, oldest first.
+
+    The show row is locked for the whole decision, so two workers never hand out the same
+    seats, and bookings are decided strictly in arrival order: a later booking can never take
+    seats an earlier one was refused. Returns the bookings decided (CONFIRMED or REJECTED).
+    """
+    from models.bookings import Booking, BookingStatus, hold_deadline_from
+    from sqlalchemy import select
+
+    show = get_show(show_id, for_update=True)
+    pending = db.session.scalars(
+        select(Booking)
+        .where(Booking.show_id == show_id, Booking.status == BookingStatus.PENDING, Booking.seq <= through_seq)
+        .order_by(Booking.seq)
+        .limit(limit)
+        .with_for_update(of=Booking)
+    ).unique().all()
+    now = utc_now()
+    deadline = hold_deadline_from(now, hold_minutes)
+    for booking in pending:
+        if not show.sales_open(now):
+            booking.reject("sales for this show are closed")
+        elif show.hold(booking.qty):
+            booking.confirm(deadline)
+        else:
+            booking.reject("not enough seats")
+    return list(pending)

@@ -1,0 +1,34 @@
+"""Celery, bound to the Flask app the way Flask's docs do it: every task runs in an app context."""
+from celery import Celery, Task
+from celery.signals import worker_process_init
+from flask import Flask
+
+
+def celery_init_app(app: Flask) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+        def on_failure(self, exc, task_id, args, kwargs, einfo):
+            """Retries exhausted (or a permanent error): keep a record for admins to retry."""
+            from tasks.failures import record_task_failure
+            with app.app_context():
+                record_task_failure(self, exc, args)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object("celeryconfig")
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+
+    from tasks.dispatch import init_dispatch
+    init_dispatch(app)
+
+    @worker_process_init.connect(weak=False)
+    def _fresh_connections(**_):
+        # A forked pool process must not share the parent's database sockets.
+        from models import db
+        with app.app_context():
+            db.engine.dispose(close=False)
+
+    return celery_app

@@ -1,0 +1,59 @@
+"""The Flask application factory: HTTP for bookings, shows, auth, my page and operations."""
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+from models import db
+from web.config import Config
+from web.extensions import api, jwt, migrate
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_path=os.environ.get("BOXOFFICE_INSTANCE") or None,
+                instance_relative_config=True)
+    app.config.from_object(Config)
+    if config:
+        app.config.update(config)
+    app.json.sort_keys = False
+    if not app.config.get("JWT_SECRET_KEY"):
+        app.config["JWT_SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+    jwt.init_app(app)
+    api.init_app(app)
+
+    from web import auth, bookings, errors, mypage, ops, shows
+    for module in (auth, shows, bookings, mypage, ops):
+        api.register_blueprint(module.blp)
+    errors.init_app(app)
+
+    from web.cli import users_cli
+    app.cli.add_command(users_cli)
+
+    from gateway.client import GatewayClient
+    app.extensions["payment_gateway"] = GatewayClient(app.config["GATEWAY_URL"],
+                                                      timeout=app.config["GATEWAY_TIMEOUT_S"])
+
+    from tasks import celery_init_app
+    celery_init_app(app)
+    return app
+
+
+def _instance_secret(instance: Path) -> str:
+    """A signing key generated once per installation, kept in the instance folder, never in git."""
+    path = instance / "secret_key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        draft = instance / f".secret_key.{os.getpid()}"
+        draft.write_text(secrets.token_urlsafe(48))
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)  # atomic: concurrent first starts agree on one key
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()

@@ -1,0 +1,127 @@
+"""Bookings: record one, read it, cancel it, issue its ticket.
+
+A view loads, calls the domain, commits. Downstream steps go out through the outbox.
+"""
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from models import db
+from models.bookings import MAX_QTY, get_customer_booking, record_booking
+from models.outbox import enqueue
+from models.payments import PaymentStatus
+from models.users import Role
+from web.auth import BEARER, current_user_id, login_required, owner_filter
+
+blp = Blueprint("bookings", __name__, url_prefix="/bookings", description="Booking seats, cancelling, issuing tickets")
+
+
+class BookingRequestSchema(Schema):
+    show_id = fields.String(required=True, validate=validate.Length(min=1, max=36))
+    qty = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_QTY))
+    payment_method = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+class IdempotencyHeaderSchema(Schema):
+    idempotency_key = fields.String(data_key="Idempotency-Key", validate=validate.Length(min=1, max=255))
+
+
+class BookingSchema(Schema):
+    id = fields.String()
+    show_id = fields.String()
+    qty = fields.Integer()
+    amount = fields.Integer()
+    status = fields.String()
+    payment_status = fields.Function(lambda b: b.payment.status)
+    ticket_status = fields.Function(lambda b: b.ticket.status)
+    created_at = fields.AwareDateTime(format="iso")
+    updated_at = fields.AwareDateTime(format="iso")
+
+
+class TicketBodySchema(Schema):
+    code = fields.String()
+    booking_id = fields.String()
+    show_id = fields.String(attribute="booking.show_id")
+    qty = fields.Integer(attribute="booking.qty")
+    issued_at = fields.AwareDateTime(format="iso")
+
+
+class TicketSchema(Schema):
+    ticket = fields.Nested(TicketBodySchema)
+
+
+def _location(booking) -> dict:
+    return {"Location": url_for("bookings.BookingById", booking_id=booking.id)}
+
+
+@blp.route("")
+class Bookings(MethodView):
+    @login_required(Role.CUSTOMER)
+    @blp.arguments(IdempotencyHeaderSchema, location="headers", unknown="exclude")
+    @blp.arguments(BookingRequestSchema)
+    @blp.response(202, BookingSchema)
+    @blp.alt_response(401, description="No or invalid token")
+    @blp.alt_response(403, description="Only customers book")
+    @blp.alt_response(409, description="Sales for the show are closed")
+    @blp.alt_response(422, description="Invalid input, or an Idempotency-Key reused with another body")
+    @blp.doc(security=BEARER)
+    def post(self, headers, body):
+        """Book seats. Accepted at once (PENDING); seats, payment and ticket follow."""
+        booking, created = record_booking(current_user_id(), body["show_id"], body["qty"],
+                                          body["payment_method"], headers.get("idempotency_key"))
+        if created:
+            enqueue("seats.reserve", booking.id)
+            enqueue("mypage.project", booking.id)
+            db.session.commit()
+        return booking, 202, _location(booking)
+
+
+@blp.route("/<booking_id>")
+class BookingById(MethodView):
+    @login_required()
+    @blp.response(200, BookingSchema)
+    @blp.alt_response(404, description="No such booking, or not yours")
+    @blp.doc(security=BEARER)
+    def get(self, booking_id):
+        """Read a booking with its payment and ticket status"""
+        return get_customer_booking(booking_id, owner_filter())
+
+
+@blp.route("/<booking_id>/cancel")
+class BookingCancel(MethodView):
+    @login_required()
+    @blp.response(202, BookingSchema)
+    @blp.alt_response(404, description="No such booking, or not yours")
+    @blp.alt_response(409, description="Nothing to cancel (rejected, failed, expired) or the show started")
+    @blp.doc(security=BEARER)
+    def post(self, booking_id):
+        """Cancel a booking: its ticket is void at once; refund and seat release follow"""
+        booking = get_customer_booking(booking_id, owner_filter(), for_update=True)
+        version = booking.version
+        needs_undo = booking.request_cancel()
+        booking.ticket.void()
+        if needs_undo:
+            booking.payment.start_refund()
+            enqueue("payments.refund", booking.id)
+        if booking.version != version:
+            enqueue("mypage.project", booking.id)
+        db.session.commit()
+        return booking
+
+
+@blp.route("/<booking_id>/ticket")
+class BookingTicket(MethodView):
+    @login_required()
+    @blp.response(200, TicketSchema)
+    @blp.alt_response(404, description="No such booking, or not yours")
+    @blp.alt_response(409, description="The ticket is not issuable (unpaid, or void after a cancel)")
+    @blp.doc(security=BEARER)
+    def post(self, booking_id):
+        """Issue the ticket of a paid booking; issuing again returns the same ticket"""
+        booking = get_customer_booking(booking_id, owner_filter(), for_update=True)
+        if booking.ticket.issue(payment_paid=booking.payment.status == PaymentStatus.PAID):
+            booking.touch()
+            enqueue("mypage.project", booking.id)
+        db.session.commit()
+        return {"ticket": booking.ticket}

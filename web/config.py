@@ -1,0 +1,46 @@
+"""All settings in one place, from the environment, with safe defaults for a developer's machine."""
+import os
+
+
+def database_url(url: str) -> str:
+    """Accept plain postgresql:// URLs and use the psycopg 3 driver for them."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class Config:
+    SQLALCHEMY_DATABASE_URI = database_url(
+        os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5433/boxoffice"))
+    SQLALCHEMY_ENGINE_OPTIONS = {
+        "pool_size": int(os.environ.get("DB_POOL_SIZE", "5")),
+        "max_overflow": int(os.environ.get("DB_MAX_OVERFLOW", "10")),
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+        # A statement stuck on a lock fails (and its task retries) instead of hanging a worker.
+        "connect_args": {"options": "-c lock_timeout=5000 -c statement_timeout=30000"},
+    }
+    REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0")
+    GATEWAY_URL = os.environ.get("GATEWAY_URL", "http://127.0.0.1:8100")
+    GATEWAY_TIMEOUT_S = float(os.environ.get("GATEWAY_TIMEOUT_S", "5"))
+
+    # How long seats stay held while the payment completes (SPEC: hold deadline).
+    HOLD_MINUTES = float(os.environ.get("HOLD_MINUTES", "10"))
+
+    # Auth: a secret from the environment, else one generated at first run in the instance folder.
+    JWT_SECRET_KEY = os.environ.get("SECRET_KEY")
+    JWT_ACCESS_TOKEN_EXPIRES = int(os.environ.get("TOKEN_TTL_S", "3600"))
+    JWT_ERROR_MESSAGE_KEY = "message"
+
+    MAX_CONTENT_LENGTH = 64 * 1024
+
+    # OpenAPI (flask-smorest).
+    API_TITLE = "boxoffice"
+    API_VERSION = "1.0"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/"
+    OPENAPI_JSON_PATH = "openapi.json"
+    API_SPEC_OPTIONS = {
+        "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+    }

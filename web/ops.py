@@ -1,0 +1,52 @@
+"""Operations endpoints: liveness and readiness."""
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+from sqlalchemy import text
+
+from models import db
+
+blp = Blueprint("ops", __name__, description="Health checks")
+
+
+class HealthSchema(Schema):
+    status = fields.String()
+    checks = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+@blp.route("/healthz")
+class Liveness(MethodView):
+    @blp.response(200, HealthSchema)
+    def get(self):
+        """The process is alive"""
+        return {"status": "ok", "checks": {}}
+
+
+@blp.route("/readyz")
+class Readiness(MethodView):
+    @blp.response(200, HealthSchema)
+    @blp.alt_response(503, schema=HealthSchema, description="The database or the broker does not answer")
+    def get(self):
+        """Ready to serve: the database and the broker answer"""
+        checks = {"database": _check(lambda: db.session.execute(text("SELECT 1"))),
+                  "broker": _check(_ping_broker)}
+        ok = all(v == "ok" for v in checks.values())
+        return {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+
+
+def _ping_broker():
+    import redis
+    client = redis.Redis.from_url(current_app.config["REDIS_URL"], socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def _check(probe) -> str:
+    try:
+        probe()
+        return "ok"
+    except Exception as error:  # any failure means not ready; the reason is reported
+        return f"error: {type(error).__name__}"

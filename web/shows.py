@@ -1,0 +1,87 @@
+"""Shows: anyone may list and read them; admins create and change them."""
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+from sqlalchemy import func, select
+
+from models import db
+from models.shows import Show, get_show
+from models.users import Role
+from web.auth import BEARER, login_required
+
+blp = Blueprint("shows", __name__, url_prefix="/shows", description="Shows and their remaining seats")
+
+MAX_CAPACITY = 1_000_000
+MAX_PRICE = 100_000_000_000
+
+
+class ShowSchema(Schema):
+    id = fields.String(dump_only=True)
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    venue = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    starts_at = fields.AwareDateTime(required=True, format="iso")
+    price = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=MAX_PRICE))
+    capacity = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=MAX_CAPACITY))
+    remaining = fields.Integer(dump_only=True)
+
+
+class ShowPatchSchema(Schema):
+    title = fields.String(validate=validate.Length(min=1, max=200))
+    venue = fields.String(validate=validate.Length(min=1, max=200))
+    starts_at = fields.AwareDateTime(format="iso")
+    price = fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_PRICE))
+    capacity = fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_CAPACITY))
+
+
+@blp.route("")
+class Shows(MethodView):
+    @blp.response(200, ShowSchema(many=True))
+    @blp.paginate()
+    def get(self, pagination_parameters):
+        """List shows, soonest first"""
+        pagination_parameters.item_count = db.session.scalar(select(func.count()).select_from(Show))
+        return db.session.scalars(
+            select(Show).order_by(Show.starts_at, Show.id)
+            .limit(pagination_parameters.page_size)
+            .offset(pagination_parameters.first_item)
+        ).all()
+
+    @login_required(Role.ADMIN)
+    @blp.arguments(ShowSchema)
+    @blp.response(201, ShowSchema)
+    @blp.alt_response(401, description="No or invalid token")
+    @blp.alt_response(403, description="Not an admin")
+    @blp.doc(security=BEARER)
+    def post(self, body):
+        """Create a show (admin)"""
+        show = Show(**body)
+        db.session.add(show)
+        db.session.commit()
+        return show, 201, {"Location": url_for("shows.ShowById", show_id=show.id)}
+
+
+@blp.route("/<show_id>")
+class ShowById(MethodView):
+    @blp.response(200, ShowSchema)
+    @blp.alt_response(404, description="No such show")
+    def get(self, show_id):
+        """Read one show with its remaining seats"""
+        return get_show(show_id)
+
+    @login_required(Role.ADMIN)
+    @blp.arguments(ShowPatchSchema)
+    @blp.response(200, ShowSchema)
+    @blp.alt_response(404, description="No such show")
+    @blp.alt_response(409, description="Capacity below the seats already held")
+    @blp.doc(security=BEARER)
+    def patch(self, body, show_id):
+        """Change a show (admin); capacity cannot drop below the seats held"""
+        show = get_show(show_id, for_update=True)
+        capacity = body.pop("capacity", None)
+        if capacity is not None:
+            show.change_capacity(capacity)
+        for field, value in body.items():
+            setattr(show, field, value)
+        db.session.commit()
+        return show

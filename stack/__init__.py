@@ -1,0 +1,1 @@
+"""Start and supervise the whole boxoffice stack: `python -m stack up`."""

@@ -1,0 +1,135 @@
+"""The one list of the stack's processes: what runs, with which command line and environment.
+
+The run command (`python -m stack up`), the docker-compose checks and the README all read this
+list, so a process is added or changed here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+GATEWAY_PORT = 8100
+FLOWER_PORT = 5555
+DEFAULT_API_PORT = 8000
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process of the stack. argv[0] is a bare program name, resolved by `executable_argv`."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    oneshot: bool = False  # runs to completion before the long-running ones start
+
+    def executable_argv(self) -> list[str]:
+        """argv with the program taken from the venv of the running interpreter."""
+        program, *rest = self.argv
+        if program == "python":
+            return [sys.executable, *rest]
+        return [str(Path(sys.executable).parent / program), *rest]
+
+
+def stack_processes(
+    data_dir: Path | str,
+    *,
+    api_port: int = DEFAULT_API_PORT,
+    workers: int = 2,
+    flower: bool = True,
+    flower_auth: str = "USER:PASS",
+) -> list[ProcessSpec]:
+    """Every process of the stack in start order; the one-shot migration comes first.
+
+    data_dir is where the processes keep their state (`var/` locally, a volume in docker-compose).
+    """
+    data = str(data_dir)
+    celery = ("celery", "-A", "wsgi.celery")
+    specs = [
+        ProcessSpec("migrate", ("flask", "--app", "wsgi", "db", "upgrade"), oneshot=True),
+        ProcessSpec(
+            "gateway",
+            ("python", "-m", "gateway", "--host", "127.0.0.1", "--port", str(GATEWAY_PORT),
+             "--db", f"{data}/gateway.sqlite3"),
+        ),
+        ProcessSpec(
+            "api",
+            ("gunicorn", "--config", "web/gunicorn_conf.py", "wsgi:app"),
+            env={"BIND": f"127.0.0.1:{api_port}"},
+        ),
+        ProcessSpec(
+            "worker-booking",
+            (*celery, "worker", "-Q", "seats,tickets,mypage", "-n", "booking@%h",
+             "--concurrency", str(workers), "-E"),
+        ),
+        ProcessSpec(
+            "worker-payments",
+            (*celery, "worker", "-Q", "payments", "-n", "payments@%h", "--concurrency", str(workers), "-E"),
+        ),
+        ProcessSpec(
+            "worker-maintenance",
+            (*celery, "worker", "-Q", "maintenance", "-n", "maintenance@%h", "--concurrency", "1", "-E"),
+        ),
+        ProcessSpec("beat", (*celery, "beat", "--schedule", f"{data}/celerybeat-schedule")),
+    ]  # fmt: skip
+    if flower:
+        specs.append(
+            ProcessSpec(
+                "flower",
+                (*celery, "flower", "--address=127.0.0.1", f"--port={FLOWER_PORT}",
+                 f"--basic-auth={flower_auth}", "--persistent=True", f"--db={data}/flower.db"),
+            )
+        )  # fmt: skip
+    return specs
+
+
+def common_env(data_dir: Path | str, database_url: str, redis_url: str) -> dict[str, str]:
+    """What every process gets on top of the caller's environment."""
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "GATEWAY_URL": f"http://127.0.0.1:{GATEWAY_PORT}",
+        "BOXOFFICE_INSTANCE": f"{data_dir}/instance",
+    }
+
+
+def process_env(
+    spec: ProcessSpec,
+    base: dict[str, str],
+    data_dir: Path,
+    database_url: str,
+    redis_url: str,
+    web_concurrency: int,
+) -> dict[str, str]:
+    """The full environment of one process: caller's env, then the stack's, then the process's own."""
+    env = dict(base)
+    env.update(common_env(data_dir, database_url, redis_url))
+    env.setdefault("WEB_CONCURRENCY", str(web_concurrency))
+    env.update(spec.env)
+    env["PYTHONUNBUFFERED"] = "1"  # logs reach the log file as they happen
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), base.get("PYTHONPATH", "")]))
+    return env
+
+
+def flower_credentials(data_dir: Path) -> tuple[str, bool]:
+    """USER:PASS for Flower: FLOWER_BASIC_AUTH, else generated once and kept in DATA/flower-credentials.
+
+    Returns (credentials, generated_now) so the caller prints a new password exactly once.
+    """
+    from_env = os.environ.get("FLOWER_BASIC_AUTH")
+    if from_env:
+        return from_env, False
+    path = Path(data_dir) / "flower-credentials"
+    if path.exists():
+        return path.read_text().strip(), False
+    credentials = f"admin:{secrets.token_urlsafe(18)}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(credentials + "\n")
+    return credentials, True

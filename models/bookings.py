@@ -205,8 +205,9 @@ def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str
 def get_booking(booking_id: str, *, for_update: bool = False) -> Booking:
     query = select(Booking).where(Booking.id == booking_id)
     if for_update:
-        # Lock the booking row only; the joined show is read, not locked.
-        query = query.with_for_update(of=Booking)
+        # Lock the booking row only (the joined show is read, not locked), and refresh any copy
+        # already in the session so decisions are made on the locked row.
+        query = query.with_for_update(of=Booking).execution_options(populate_existing=True)
     booking = db.session.scalar(query)
     if booking is None:
         raise NotFound("booking not found")

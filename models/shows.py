@@ -60,7 +60,9 @@ class Show(db.Model):
 
 
 def get_show(show_id: str, *, for_update: bool = False) -> Show:
-    show = db.session.get(Show, show_id, with_for_update=for_update or None)
+    # populate_existing: a locked read must refresh a copy already in the session, or we would
+    # decide on stale seat counts and lose updates.
+    show = db.session.get(Show, show_id, with_for_update=for_update or None, populate_existing=for_update)
     if show is None:
         raise NotFound("show not found")
     return show
@@ -83,6 +85,7 @@ def reserve_in_arrival_order(show_id: str, through_seq: int, hold_minutes: float
         .order_by(Booking.seq)
         .limit(limit)
         .with_for_update(of=Booking)
+        .execution_options(populate_existing=True)
     ).unique().all()
     now = utc_now()
     deadline = hold_deadline_from(now, hold_minutes)

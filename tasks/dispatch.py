@@ -6,6 +6,9 @@ stay, and the relay (maintenance.relay_outbox) publishes them later. Consumers a
 so the rare double publish is harmless.
 """
 import logging
+import os
+import threading
+import time
 
 from flask import Flask, current_app
 from sqlalchemy import delete, event, select
@@ -46,7 +49,7 @@ def init_dispatch(app: Flask) -> None:
 
 
 def publish_and_forget(ready: list[tuple[int, str, str]]) -> None:
-    """Publish committed steps now; delete the rows of those that went out."""
+    """Publish committed steps now; their outbox rows are deleted in the background."""
     sent = []
     try:
         for message_id, task, booking_id in ready:
@@ -54,13 +57,54 @@ def publish_and_forget(ready: list[tuple[int, str, str]]) -> None:
             sent.append(message_id)
     except Exception as error:  # broker down: the relay publishes the rest later
         log.warning("broker unavailable, %d step(s) left to the outbox relay: %r", len(ready) - len(sent), error)
-    if not sent:
-        return
-    try:
-        with db.engine.begin() as connection:
-            connection.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(sent)))
-    except Exception as error:  # the relay will publish these again; consumers deduplicate
-        log.warning("could not clear %d sent outbox row(s): %r", len(sent), error)
+    if sent:
+        _sweeper.forget(sent, current_app._get_current_object())
+
+
+class SentRowSweeper:
+    """Deletes the outbox rows of published steps, in batches, from one background thread.
+
+    after_commit runs while the session still holds its connection, so deleting there would
+    need a second connection per request (and can exhaust the pool under load). Batching also
+    turns one DELETE per request into one per interval. Rows not yet swept when the process
+    dies are published again by the relay; consumers deduplicate.
+    """
+
+    INTERVAL_S = 0.2
+
+    def __init__(self):
+        self._ids: list[int] = []
+        self._lock = threading.Lock()
+        self._pid = None
+        self._app = None
+
+    def forget(self, ids: list[int], app: Flask) -> None:
+        with self._lock:
+            self._ids.extend(ids)
+            self._app = app
+            if self._pid != os.getpid():  # first use in this process (or after a fork)
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="outbox-sweeper", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.INTERVAL_S)
+            self.sweep()
+
+    def sweep(self) -> None:
+        with self._lock:
+            ids, self._ids = self._ids, []
+            app = self._app
+        if not ids:
+            return
+        try:
+            with app.app_context(), db.engine.begin() as connection:
+                connection.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+        except Exception as error:  # the relay will publish these again; consumers deduplicate
+            log.warning("could not clear %d sent outbox row(s): %r", len(ids), error)
+
+
+_sweeper = SentRowSweeper()
 
 
 def relay_pending(older_than_s: float, limit: int = 500) -> int:

@@ -43,6 +43,8 @@ def stack_processes(
     workers: int = 2,
     flower: bool = True,
     flower_auth: str = "USER:PASS",
+    gateway_port: int = GATEWAY_PORT,
+    flower_port: int = FLOWER_PORT,
 ) -> list[ProcessSpec]:
     """Every process of the stack in start order; the one-shot migration comes first.
 
@@ -54,7 +56,7 @@ def stack_processes(
         ProcessSpec("migrate", ("flask", "--app", "wsgi", "db", "upgrade"), oneshot=True),
         ProcessSpec(
             "gateway",
-            ("python", "-m", "gateway", "--host", "127.0.0.1", "--port", str(GATEWAY_PORT),
+            ("python", "-m", "gateway", "--host", "127.0.0.1", "--port", str(gateway_port),
              "--db", f"{data}/gateway.sqlite3"),
         ),
         ProcessSpec(
@@ -81,19 +83,20 @@ def stack_processes(
         specs.append(
             ProcessSpec(
                 "flower",
-                (*celery, "flower", "--address=127.0.0.1", f"--port={FLOWER_PORT}",
+                (*celery, "flower", "--address=127.0.0.1", f"--port={flower_port}",
                  f"--basic-auth={flower_auth}", "--persistent=True", f"--db={data}/flower.db"),
             )
         )  # fmt: skip
     return specs
 
 
-def common_env(data_dir: Path | str, database_url: str, redis_url: str) -> dict[str, str]:
+def common_env(data_dir: Path | str, database_url: str, redis_url: str,
+               gateway_port: int = GATEWAY_PORT) -> dict[str, str]:
     """What every process gets on top of the caller's environment."""
     return {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
-        "GATEWAY_URL": f"http://127.0.0.1:{GATEWAY_PORT}",
+        "GATEWAY_URL": f"http://127.0.0.1:{gateway_port}",
         "BOXOFFICE_INSTANCE": f"{data_dir}/instance",
     }
 
@@ -105,10 +108,11 @@ def process_env(
     database_url: str,
     redis_url: str,
     web_concurrency: int,
+    gateway_port: int = GATEWAY_PORT,
 ) -> dict[str, str]:
     """The full environment of one process: caller's env, then the stack's, then the process's own."""
     env = dict(base)
-    env.update(common_env(data_dir, database_url, redis_url))
+    env.update(common_env(data_dir, database_url, redis_url, gateway_port))
     env.setdefault("WEB_CONCURRENCY", str(web_concurrency))
     env.update(spec.env)
     env["PYTHONUNBUFFERED"] = "1"  # logs reach the log file as they happen

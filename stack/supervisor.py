@@ -97,8 +97,12 @@ class Stack:
         detach: bool = False,
         health_timeout: float = 60.0,
         env: dict[str, str] | None = None,
+        gateway_port: int = GATEWAY_PORT,
+        flower_port: int = FLOWER_PORT,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.gateway_port = gateway_port
+        self.flower_port = flower_port
         self.api_port = api_port
         self.workers = workers
         self.web_concurrency = web_concurrency or int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -127,13 +131,13 @@ class Stack:
         urls = {
             "api": api,
             "docs": f"{api}/docs",
-            "gateway": f"http://127.0.0.1:{GATEWAY_PORT}",
+            "gateway": f"http://127.0.0.1:{self.gateway_port}",
             "database": self.database_url,
             "redis": self.redis_url,
             "logs": str(self.logs_dir),
         }
         if self.flower:
-            urls["flower"] = f"http://127.0.0.1:{FLOWER_PORT}"
+            urls["flower"] = f"http://127.0.0.1:{self.flower_port}"
         return urls
 
     def process(self, name: str) -> subprocess.Popen:
@@ -219,6 +223,8 @@ class Stack:
             workers=self.workers,
             flower=self.flower,
             flower_auth=self.flower_auth,
+            gateway_port=self.gateway_port,
+            flower_port=self.flower_port,
         )
 
     def _check_programs(self, specs: list[ProcessSpec]) -> None:
@@ -228,16 +234,17 @@ class Stack:
                 raise StackError(f"{spec.name}: {program} not found; install requirements.txt into this venv")
 
     def _check_ports_free(self) -> None:
-        ports = {"api": self.api_port, "gateway": GATEWAY_PORT}
+        ports = {"api": self.api_port, "gateway": self.gateway_port}
         if self.flower:
-            ports["flower"] = FLOWER_PORT
+            ports["flower"] = self.flower_port
         busy = [f"{name} port {port}" for name, port in ports.items() if port_in_use(port)]
         if busy:
             raise StackError(f"already in use on 127.0.0.1: {', '.join(busy)} (another stack running?)")
 
     def _child(self, spec: ProcessSpec) -> _Child:
         env = process_env(
-            spec, self.base_env, self.data_dir, self.database_url, self.redis_url, self.web_concurrency
+            spec, self.base_env, self.data_dir, self.database_url, self.redis_url, self.web_concurrency,
+            self.gateway_port,
         )
         return _Child(spec, env, self.logs_dir / f"{spec.name}.log")
 

@@ -1,0 +1,101 @@
+"""The README's walk-through, over HTTP against the stack as the run command starts it:
+register, book, see it PAID with an issuable ticket, issue it, cancel another booking and see
+it refunded with its seats returned, and find both on the my page."""
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from gateway.client import GatewayClient
+from tests.processes import ROOT, wait_until
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def create_admin_with_the_cli(stack, email, password):
+    env = {**os.environ, "DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url,
+           "BOXOFFICE_INSTANCE": str(stack.data_dir / "instance"), "PYTHONPATH": str(ROOT)}
+    flask = str(Path(sys.executable).parent / "flask")
+    result = subprocess.run([flask, "--app", "wsgi", "users", "create-admin", email, "--password", password],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert email in result.stdout
+
+
+def token(api, email, password):
+    response = api.post("/auth/token", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] > 0
+    return body["access_token"]
+
+
+def wait_for_booking(api, headers, booking_id, **expected):
+    def reached():
+        body = api.get(f"/bookings/{booking_id}", headers=headers).json()
+        return body if all(body[k] == v for k, v in expected.items()) else None
+    return wait_until(reached, 120, 0.25, f"booking {booking_id} to reach {expected}")
+
+
+def test_a_newcomer_books_pays_issues_and_cancels_through_the_api(stack, api):
+    assert api.get("/healthz").status_code == 200
+    assert api.get("/readyz").json()["status"] == "ok"
+
+    create_admin_with_the_cli(stack, "ops@example.com", "ops-password")
+    admin = bearer(token(api, "ops@example.com", "ops-password"))
+
+    registered = api.post("/auth/register", json={"email": "kim@example.com", "password": "kim-password",
+                                                  "name": "Kim"})
+    assert registered.status_code == 201
+    assert set(registered.json()) == {"id", "email", "name"}
+    assert api.post("/auth/register", json={"email": "kim@example.com", "password": "kim-password",
+                                            "name": "Kim"}).status_code == 409
+    kim = bearer(token(api, "kim@example.com", "kim-password"))
+
+    starts_at = (datetime.now(timezone.utc) + timedelta(days=60)).isoformat()
+    created = api.post("/shows", headers=admin, json={"title": "Hamlet", "venue": "Seoul Arts Center",
+                                                      "starts_at": starts_at, "price": 50000, "capacity": 100})
+    assert created.status_code == 201
+    show = created.json()
+    assert show["remaining"] == 100
+    assert api.post("/shows", headers=kim, json={"title": "x", "venue": "y", "starts_at": starts_at,
+                                                 "price": 1, "capacity": 1}).status_code == 403
+
+    booked = api.post("/bookings", headers={**kim, "Idempotency-Key": "first"},
+                      json={"show_id": show["id"], "qty": 2, "payment_method": "tok_ok"})
+    assert booked.status_code == 202
+    assert booked.json()["status"] == "PENDING"
+    assert booked.headers["Location"].endswith(f"/bookings/{booked.json()['id']}")
+    first = booked.json()["id"]
+    paid = wait_for_booking(api, kim, first, status="PAID", payment_status="PAID", ticket_status="ISSUABLE")
+    assert paid["amount"] == 100000 and paid["qty"] == 2
+
+    issued = api.post(f"/bookings/{first}/ticket", headers=kim)
+    assert issued.status_code == 200
+    ticket = issued.json()["ticket"]
+    assert ticket["booking_id"] == first and ticket["qty"] == 2 and ticket["code"]
+    assert api.post(f"/bookings/{first}/ticket", headers=kim).json()["ticket"]["code"] == ticket["code"]
+
+    second = api.post("/bookings", headers=kim,
+                      json={"show_id": show["id"], "qty": 3, "payment_method": "tok_ok"}).json()["id"]
+    wait_for_booking(api, kim, second, status="PAID")
+    assert api.get(f"/shows/{show['id']}").json()["remaining"] == 95
+    cancelled = api.post(f"/bookings/{second}/cancel", headers=kim)
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "CANCELLING"
+    wait_for_booking(api, kim, second, status="CANCELLED", payment_status="REFUNDED", ticket_status="VOID")
+    assert api.get(f"/shows/{show['id']}").json()["remaining"] == 98
+    assert api.post(f"/bookings/{second}/ticket", headers=kim).status_code == 409
+
+    ledger = GatewayClient(stack.urls["gateway"]).ledger(second)
+    assert (ledger["captured"], ledger["refunded"]) == (150000, 150000)
+
+    def my_page_converged():
+        rows = {row["booking_id"]: row for row in api.get("/me/bookings", headers=kim).json()}
+        if rows.get(first, {}).get("ticket_status") == "ISSUED" and rows.get(second, {}).get("status") == "CANCELLED":
+            return rows
+    rows = wait_until(my_page_converged, 120, 0.25, "the my page to show both bookings")
+    assert rows[first]["show_title"] == "Hamlet"
+    assert rows[second]["payment_status"] == "REFUNDED"

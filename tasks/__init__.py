@@ -8,6 +8,10 @@ def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
             with app.app_context():
+                if self.request.delivery_info and self.request.delivery_info.get("redelivered"):
+                    from tasks.failures import too_many_redeliveries
+                    if too_many_redeliveries(self, args):
+                        return "gave up: its worker died on every delivery"
                 return self.run(*args, **kwargs)
 
         def on_failure(self, exc, task_id, args, kwargs, einfo):
@@ -23,6 +27,9 @@ def celery_init_app(app: Flask) -> Celery:
 
     from tasks.dispatch import init_dispatch
     init_dispatch(app)
+
+    from tasks.telemetry import init_celery  # JSON logs, step metrics, liveness heartbeat
+    init_celery(celery_app)
 
     @worker_process_init.connect(weak=False)
     def _fresh_connections(**_):

@@ -14,7 +14,9 @@ from models.bookings import BookingStatus, get_booking
 from models.outbox import enqueue
 from models.payments import ChargeOutcome, Payment, PaymentStatus, settle_charge, settle_refund
 from models.shows import get_show
-from tasks.policy import RETRY_POLICY, StepNotReady
+from tasks.breaker import through_breaker
+from tasks.overload import defer_if_overloaded
+from tasks.policy import StepNotReady, retry_policy
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,12 @@ def in_flight_window_s() -> float:
     return current_app.config["GATEWAY_TIMEOUT_S"] + 5
 
 
-@shared_task(name="payments.charge", **RETRY_POLICY)
+# Charges wait out a gateway outage of up to ~20 minutes before giving up (then the re-drive job
+# and the hold deadline take over); refunds get more patience: money owed back must not stall.
+@shared_task(name="payments.charge", **retry_policy("payments.charge", max_retries=12))
 def charge(booking_id: str) -> str:
     """Charge a booking whose seats are held. No seats, no charge."""
+    defer_if_overloaded("payments.charge")  # NFR 3: pause new charges, before anything changes
     booking = get_booking(booking_id, for_update=True)
     if booking.status != BookingStatus.CONFIRMED:
         if booking.payment.status == PaymentStatus.PENDING:
@@ -51,7 +56,8 @@ def charge(booking_id: str) -> str:
     db.session.commit()  # the request time is on record before any money can move
 
     try:
-        result = gateway().charge(reference=booking_id, amount=amount, payment_method=method, idempotency_key=key)
+        result = through_breaker(gateway().charge, reference=booking_id, amount=amount,
+                                 payment_method=method, idempotency_key=key)
         charge_id, captured = result.id, result.captured
     except GatewayRejected as error:
         # A permanent refusal of the request itself: treat it as a decline, never a retry loop.
@@ -70,7 +76,7 @@ def charge(booking_id: str) -> str:
     return outcome
 
 
-@shared_task(name="payments.refund", **RETRY_POLICY)
+@shared_task(name="payments.refund", **retry_policy("payments.refund", max_retries=16))
 def refund(booking_id: str) -> str:
     """Give back whatever the gateway captured for a booking that is cancelled or over, then
     finish the cancel (seats back). Also used to reconcile: it asks the gateway, not our rows."""
@@ -80,14 +86,8 @@ def refund(booking_id: str) -> str:
     if booking.status != BookingStatus.CANCELLING and not booking.payment.needs_refund_check:
         return "already settled"
 
-    captured_any = False
-    for each in gateway().find_charges(booking_id):
-        if not each.captured:
-            continue
-        captured_any = True
-        if each.refunded_amount < each.amount:
-            gateway().refund(charge_id=each.id, amount=each.amount - each.refunded_amount,
-                             idempotency_key=Payment.refund_key(each.id))
+    defer_if_overloaded("payments.refund")  # NFR 3: refunds wait while issuance is overloaded
+    captured_any = through_breaker(_refund_captured, booking_id)
     if not captured_any and booking.payment.charge_may_be_in_flight(in_flight_window_s()):
         raise StepNotReady("a charge may still be in flight; checking again later")
 
@@ -98,3 +98,16 @@ def refund(booking_id: str) -> str:
     enqueue("mypage.project", booking_id)
     db.session.commit()
     return "refunded" if captured_any else "nothing was captured"
+
+
+def _refund_captured(booking_id: str) -> bool:
+    """Refund every captured charge of a booking at the gateway. Returns whether any was captured."""
+    captured_any = False
+    for each in gateway().find_charges(booking_id):
+        if not each.captured:
+            continue
+        captured_any = True
+        if each.refunded_amount < each.amount:
+            gateway().refund(charge_id=each.id, amount=each.amount - each.refunded_amount,
+                             idempotency_key=Payment.refund_key(each.id))
+    return captured_any

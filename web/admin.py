@@ -1,0 +1,124 @@
+"""Admin operations: steps that gave up (list, retry) and the consistency report (SPEC §4)."""
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, fields
+from sqlalchemy import func, select
+
+from gateway.client import GatewayRejected, GatewayUnavailable
+from models import db
+from models import consistency
+from models.database import utc_now
+from models.outbox import enqueue
+from models.task_failures import TaskFailure
+from models.users import Role
+from web.auth import BEARER, login_required
+
+blp = Blueprint("admin", __name__, url_prefix="/admin", description="Operations for admins")
+
+# Steps an admin may send again: every one is keyed by its booking and idempotent.
+RETRYABLE_STEPS = frozenset({"seats.reserve", "payments.charge", "payments.refund",
+                             "tickets.make_issuable", "mypage.project"})
+
+
+class TaskFailureSchema(Schema):
+    id = fields.Integer()
+    task = fields.String()
+    booking_id = fields.String(allow_none=True)
+    error = fields.String()
+    attempts = fields.Integer()
+    failed_at = fields.AwareDateTime(format="iso")
+    retried_at = fields.AwareDateTime(format="iso", allow_none=True)
+
+
+class TaskFailureQuerySchema(Schema):
+    open = fields.Boolean(load_default=False, metadata={"description": "only failures not retried yet"})
+
+
+class ShowConsistencySchema(Schema):
+    show_id = fields.String()
+    title = fields.String()
+    capacity = fields.Integer()
+    remaining = fields.Integer()
+    held = fields.Integer()
+    agrees = fields.Boolean()
+    oversold = fields.Boolean()
+
+
+class MoneyProblemSchema(Schema):
+    booking_id = fields.String()
+    status = fields.String()
+    payment_status = fields.String(allow_none=True)
+    amount = fields.Integer()
+    captured = fields.Integer()
+    refunded = fields.Integer()
+    expected = fields.Integer()
+    agrees = fields.Boolean()
+
+
+class ConsistencySchema(Schema):
+    consistent = fields.Boolean()
+    counts = fields.Dict(keys=fields.String())
+    shows = fields.List(fields.Nested(ShowConsistencySchema))
+    money_problems = fields.List(fields.Nested(MoneyProblemSchema))
+    issued_on_refunded = fields.List(fields.String())
+    mypage_mismatches = fields.List(fields.String())
+    unsettled = fields.List(fields.String())
+
+
+@blp.route("/task-failures")
+class TaskFailures(MethodView):
+    @login_required(Role.ADMIN)
+    @blp.arguments(TaskFailureQuerySchema, location="query")
+    @blp.response(200, TaskFailureSchema(many=True))
+    @blp.paginate()
+    @blp.alt_response(401, description="No or invalid token")
+    @blp.alt_response(403, description="Admins only")
+    @blp.doc(security=BEARER)
+    def get(self, query, pagination_parameters):
+        """Steps that exhausted their retries (newest first)"""
+        where = [TaskFailure.retried_at.is_(None)] if query["open"] else []
+        pagination_parameters.item_count = db.session.scalar(
+            select(func.count()).select_from(TaskFailure).where(*where))
+        return db.session.scalars(
+            select(TaskFailure).where(*where).order_by(TaskFailure.id.desc())
+            .limit(pagination_parameters.page_size).offset(pagination_parameters.first_item)
+        ).all()
+
+
+@blp.route("/task-failures/<int:failure_id>/retry")
+class TaskFailureRetry(MethodView):
+    @login_required(Role.ADMIN)
+    @blp.response(202, TaskFailureSchema)
+    @blp.alt_response(404, description="No such failure")
+    @blp.alt_response(409, description="This step cannot be retried (unknown step or no booking)")
+    @blp.doc(security=BEARER)
+    def post(self, failure_id):
+        """Send the step again (through the outbox: durable even if the broker is down)"""
+        failure = db.session.get(TaskFailure, failure_id, with_for_update=True)
+        if failure is None:
+            abort(404, message="task failure not found")
+        if failure.task not in RETRYABLE_STEPS or not failure.booking_id:
+            abort(409, message=f"{failure.task} cannot be retried from here")
+        enqueue(failure.task, failure.booking_id)
+        failure.retried_at = utc_now()
+        db.session.commit()
+        return failure
+
+
+@blp.route("/consistency")
+class Consistency(MethodView):
+    @login_required(Role.ADMIN)
+    @blp.response(200, ConsistencySchema)
+    @blp.alt_response(503, description="The payment gateway's ledger could not be read")
+    @blp.doc(security=BEARER)
+    def get(self):
+        """Check the invariants: seats per show, money per booking against the gateway's ledger,
+        no ticket issued on a refunded booking, the my page equal to the source of truth"""
+        try:
+            report = consistency.check(current_app.extensions["payment_gateway"])
+        except (GatewayUnavailable, GatewayRejected) as error:
+            abort(503, message=f"the payment gateway's ledger is unavailable: {error}")
+        return {"consistent": report.consistent, "counts": report.counts(), "shows": report.shows,
+                "money_problems": report.money_problems, "issued_on_refunded": report.issued_on_refunded,
+                "mypage_mismatches": report.mypage_mismatches, "unsettled": report.stuck}

@@ -74,6 +74,9 @@ beat_schedule = {
     "converge-mypage": {"task": "maintenance.converge_mypage", "schedule": timedelta(seconds=30)},
 }
 
+# beat's default file-backed scheduler, touching a heartbeat file for its liveness probe (tasks/probe.py).
+beat_scheduler = "tasks.probe:HeartbeatScheduler"
+
 # --- Events for Flower ------------------------------------------------------------------------
 worker_send_task_events = True
 task_send_sent_event = True

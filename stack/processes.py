@@ -62,22 +62,26 @@ def stack_processes(
         ProcessSpec(
             "api",
             ("gunicorn", "--config", "web/gunicorn_conf.py", "wsgi:app"),
-            env={"BIND": f"127.0.0.1:{api_port}"},
+            env={"BIND": f"127.0.0.1:{api_port}", **metrics_env(data, "api")},
         ),
         ProcessSpec(
             "worker-booking",
             (*celery, "worker", "-Q", "seats,tickets,mypage", "-n", "booking@%h",
              "--concurrency", str(workers), "-E"),
+            env=worker_env(data, "worker-booking", WORKER_METRICS_PORTS["worker-booking"]),
         ),
         ProcessSpec(
             "worker-payments",
             (*celery, "worker", "-Q", "payments", "-n", "payments@%h", "--concurrency", str(workers), "-E"),
+            env=worker_env(data, "worker-payments", WORKER_METRICS_PORTS["worker-payments"]),
         ),
         ProcessSpec(
             "worker-maintenance",
             (*celery, "worker", "-Q", "maintenance", "-n", "maintenance@%h", "--concurrency", "1", "-E"),
+            env=worker_env(data, "worker-maintenance", WORKER_METRICS_PORTS["worker-maintenance"]),
         ),
-        ProcessSpec("beat", (*celery, "beat", "--schedule", f"{data}/celerybeat-schedule")),
+        ProcessSpec("beat", (*celery, "beat", "--schedule", f"{data}/celerybeat-schedule"),
+                    env={"HEARTBEAT_FILE": f"{data}/heartbeat/beat"}),
     ]  # fmt: skip
     if flower:
         specs.append(
@@ -88,6 +92,21 @@ def stack_processes(
             )
         )  # fmt: skip
     return specs
+
+
+# Each worker serves its step metrics on its own port (tasks/telemetry.py); liveness probes read
+# each process's heartbeat file (`python -m tasks.probe worker|beat` with HEARTBEAT_FILE).
+WORKER_METRICS_PORTS = {"worker-booking": 9101, "worker-payments": 9102, "worker-maintenance": 9103}
+
+
+def metrics_env(data: str, name: str) -> dict[str, str]:
+    """prometheus-client multiprocess mode: one directory per process group."""
+    return {"PROMETHEUS_MULTIPROC_DIR": f"{data}/metrics/{name}"}
+
+
+def worker_env(data: str, name: str, metrics_port: int) -> dict[str, str]:
+    return {**metrics_env(data, name), "WORKER_METRICS_PORT": str(metrics_port),
+            "WORKER_METRICS_ADDR": "127.0.0.1", "HEARTBEAT_FILE": f"{data}/heartbeat/{name}"}
 
 
 def common_env(data_dir: Path | str, database_url: str, redis_url: str,

@@ -21,7 +21,14 @@ log = logging.getLogger(__name__)
 
 
 def publish(task: str, booking_id: str) -> None:
-    current_app.extensions["celery"].send_task(task, args=[booking_id])
+    # The request id travels in the message headers, so the step's log lines carry it too.
+    from flask import has_request_context
+    from web.observability import current_request_id, note_booking
+    if has_request_context():
+        note_booking(booking_id)
+    request_id = current_request_id()
+    current_app.extensions["celery"].send_task(task, args=[booking_id], headers={"request_id": request_id})
+    log.info("step %s published for booking %s", task, booking_id, extra={"step": task, "booking_id": booking_id})
 
 
 def init_dispatch(app: Flask) -> None:

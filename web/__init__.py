@@ -20,6 +20,11 @@ def create_app(config: dict | None = None) -> Flask:
     if not app.config.get("JWT_SECRET_KEY"):
         app.config["JWT_SECRET_KEY"] = _instance_secret(Path(app.instance_path))
 
+    from web import metrics, observability
+    observability.configure_logging()
+    observability.init_app(app)
+    metrics.init_app(app)
+
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
     jwt.init_app(app)

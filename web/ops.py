@@ -1,5 +1,5 @@
-"""Operations endpoints: liveness and readiness."""
-from flask import current_app
+"""Operations endpoints: liveness, readiness and Prometheus metrics."""
+from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
@@ -33,6 +33,17 @@ class Readiness(MethodView):
                   "broker": _check(_ping_broker)}
         ok = all(v == "ok" for v in checks.values())
         return {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+
+
+@blp.route("/metrics")
+class Metrics(MethodView):
+    @blp.doc(responses={200: {"description": "Prometheus text exposition format",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}})
+    def get(self):
+        """Prometheus metrics: HTTP traffic per endpoint and status, bookings, seats, consistency"""
+        from web.metrics import render_metrics
+        body, content_type = render_metrics()
+        return Response(body, status=200, content_type=content_type)
 
 
 def _ping_broker():

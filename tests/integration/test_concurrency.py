@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import select
 
+from bench.checks import fairness_violations
 from tests.processes import wait_until
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -19,18 +20,6 @@ def _bookings_of(app, show_id):
             select(Booking.seq, Booking.qty, Booking.status, Booking.seats_held).where(Booking.show_id == show_id)
             .order_by(Booking.seq)).all()
         return [row._asdict() for row in rows]
-
-
-def fairness_violations(bookings: list[dict]) -> int:
-    """SPEC §4.6: a later booking never gets seats while an earlier one for the same or fewer
-    seats was rejected."""
-    violations = 0
-    for i, earlier in enumerate(bookings):
-        if earlier["status"] != "REJECTED":
-            continue
-        violations += sum(1 for later in bookings[i + 1:]
-                          if later["qty"] >= earlier["qty"] and later["status"] in ("CONFIRMED", "PAID"))
-    return violations
 
 
 def test_a_crowd_asking_for_far_more_seats_than_exist_never_oversells_and_is_served_in_order(app, new_customer, make_show, show_remaining):

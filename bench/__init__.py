@@ -1,0 +1,1 @@
+"""The on-sale rush benchmark: `python -m bench rush|scale|soak|baselines` (see docs/benchmarks.md)."""

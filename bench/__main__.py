@@ -1,0 +1,204 @@
+"""python -m bench rush|scale|soak|baselines [options]
+
+rush       the on-sale rush (default 20,000 requests for 5,000 seats from 1,000 customers at 64
+           connections) and the three baselines, in one run on one stack; prints a table and
+           writes bench-results/rush-TIMESTAMP.json
+baselines  only the baselines
+scale      rushes of 1k, 5k, 20k and 50k bookings (seats = bookings / 4): how time grows
+soak       a long run (default 100,000 bookings in rushes of 10,000) with API and worker memory
+           (RSS) at the start and the end
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from bench import harness
+
+RESULTS_DIR = Path("bench-results")
+
+TARGETS = {
+    "ratio_settled_vs_celery_noop": (">=", 1.0),
+    "ratio_reservations_vs_pg_hot_row": (">=", 1.0),
+    "ratio_accepted_vs_bare_insert": (">=", 0.8),
+    "api_p99_ms": ("<=", 50.0),
+    "oversold": ("==", 0),
+    "fairness_violations": ("==", 0),
+    "ledger_mismatches": ("==", 0),
+}
+
+ROWS = [
+    ("cores", "CPU cores"), ("requests", "booking requests"), ("seats", "seats"),
+    ("customers", "customers"), ("concurrency", "connections"),
+    ("accepted_rps", "accepted requests/s"), ("api_p50_ms", "API latency p50 (ms)"),
+    ("api_p99_ms", "API latency p99 (ms)"), ("settle_s", "time until every booking final (s)"),
+    ("settled_per_s", "settled bookings/s"), ("reservations_per_s", "seat decisions/s"),
+    ("oversold", "oversold seats"), ("fairness_violations", "fairness violations (SPEC 4.6)"),
+    ("ledger_mismatches", "ledger mismatches"), ("celery_noop_per_s", "(a) Celery no-op tasks/s"),
+    ("pg_hot_row_tps", "(b) PostgreSQL hot-row updates/s"), ("bare_insert_rps", "(c) bare Flask INSERT req/s"),
+    ("bare_insert_p99_ms", "(c) bare Flask INSERT p99 (ms)"),
+    ("ratio_settled_vs_celery_noop", "settled/s / (a)"),
+    ("ratio_reservations_vs_pg_hot_row", "decisions/s / (b)"),
+    ("ratio_accepted_vs_bare_insert", "accepted/s / (c)"),
+    ("loadgen_cpu_pct", "load generator CPU (% of a core)"),
+]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("rush", "baselines", "scale", "soak"))
+    parser.add_argument("--requests", type=int, default=20_000, help="booking requests in the rush")
+    parser.add_argument("--seats", type=int, default=5_000)
+    parser.add_argument("--customers", type=int, default=1_000)
+    parser.add_argument("--concurrency", type=int, default=64, help="HTTP connections (and hot-row connections)")
+    parser.add_argument("--workers", type=int, default=2, help="Celery concurrency per worker (stack default)")
+    parser.add_argument("--web-concurrency", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")),
+                        help="gunicorn workers of the API (and of the bare-insert baseline)")
+    parser.add_argument("--baseline-requests", type=int, default=None,
+                        help="requests for the bare-insert baseline (default: --requests, at most 10,000)")
+    parser.add_argument("--noop-tasks", type=int, default=None,
+                        help="tasks for the Celery no-op baseline (default: --requests, at most 10,000)")
+    parser.add_argument("--hot-row-seconds", type=float, default=5.0)
+    parser.add_argument("--sizes", default="1000,5000,20000,50000", help="scale mode: bookings per rush")
+    parser.add_argument("--soak-bookings", type=int, default=100_000)
+    parser.add_argument("--soak-chunk", type=int, default=10_000)
+    parser.add_argument("--settle-timeout", type=float, default=900.0)
+    parser.add_argument("--no-flower", action="store_true", help="leave Flower out (the run command starts it)")
+    parser.add_argument("--no-baselines", action="store_true", help="rush only")
+    parser.add_argument("--env-servers", action="store_true",
+                        help="use DATABASE_URL / REDIS_URL instead of embedded servers of the run's own")
+    parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument("--out", help="JSON result path (default bench-results/MODE-TIMESTAMP.json)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp data dir (logs) after the run")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def verdict(key, value) -> str:
+    if key not in TARGETS or value is None:
+        return ""
+    op, target = TARGETS[key]
+    ok = {">=": value >= target, "<=": value <= target, "==": value == target}[op]
+    return f"{'ok ' if ok else 'MISS'} (target {op} {target:g})"
+
+
+def print_table(figures: dict) -> None:
+    width = max(len(label) for _, label in ROWS)
+    for key, label in ROWS:
+        if key in figures:
+            print(f"  {label:<{width}}  {fmt(figures[key]):>12}  {verdict(key, figures[key])}")
+
+
+def write_json(figures: dict, mode: str, out: str | None) -> Path:
+    path = Path(out) if out else RESULTS_DIR / f"{mode}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    return path
+
+
+def run(args) -> dict:
+    options = harness.Options(workers=args.workers, web_concurrency=args.web_concurrency,
+                              concurrency=args.concurrency, flower=not args.no_flower, keep=args.keep,
+                              settle_timeout=args.settle_timeout, seed=args.seed, env_servers=args.env_servers)
+    figures: dict = {"mode": args.mode, "cores": os.cpu_count(), "workers": args.workers,
+                     "web_concurrency": args.web_concurrency, "concurrency": args.concurrency,
+                     "flower": options.flower, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    baseline_requests = args.baseline_requests or min(args.requests, 10_000)
+    noop_tasks = args.noop_tasks or min(args.requests, 10_000)
+    with harness.BenchStack(options) as bench:
+        workdir = bench.data_dir
+        bench.seed_customers(args.customers)
+        if args.mode in ("rush", "baselines") and not args.no_baselines:
+            figures.update(harness.baselines(bench, baseline_requests, args.customers, noop_tasks,
+                                             args.hot_row_seconds, workdir))
+        if args.mode == "rush":
+            figures.update(harness.rush(bench, args.requests, args.seats, args.customers, workdir))
+            figures.update(harness.ratios(figures))
+        elif args.mode == "scale":
+            figures["scale"] = scale(bench, args, workdir)
+        elif args.mode == "soak":
+            figures.update(soak(bench, args, workdir))
+    return figures
+
+
+def scale(bench, args, workdir) -> list[dict]:
+    points = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        seats = max(1, size // 4)
+        result = harness.rush(bench, size, seats, args.customers, workdir)
+        point = {key: result[key] for key in ("requests", "seats", "accepted_rps", "api_p50_ms", "api_p99_ms",
+                                              "load_s", "settle_s", "settled_per_s", "reservations_per_s",
+                                              "oversold", "fairness_violations", "ledger_mismatches")}
+        point["settle_s_per_1k"] = result["settle_s"] / size * 1000
+        points.append(point)
+        print(f"  {size:>7,} bookings: settled in {result['settle_s']:8.1f}s "
+              f"({point['settle_s_per_1k']:.2f}s per 1k), accepted {result['accepted_rps']:.0f}/s, "
+              f"p99 {result['api_p99_ms']:.0f}ms, oversold {result['oversold']}, "
+              f"fairness {result['fairness_violations']}, ledger {result['ledger_mismatches']}")
+    return points
+
+
+def soak(bench, args, workdir) -> dict:
+    names = ["api", *harness.WORKER_PROCESSES]
+
+    def sample():
+        return {name: round(bench.rss_mb(name), 1) for name in names}
+
+    start = sample()
+    series = [{"bookings": 0, **start}]
+    done = 0
+    checks = {"oversold": 0, "fairness_violations": 0, "ledger_mismatches": 0}
+    while done < args.soak_bookings:
+        size = min(args.soak_chunk, args.soak_bookings - done)
+        result = harness.rush(bench, size, max(1, size // 4), args.customers, workdir)
+        for key in checks:
+            checks[key] += result[key]
+        done += size
+        series.append({"bookings": done, "settle_s": round(result["settle_s"], 1), **sample()})
+        print(f"  {done:>8,} bookings: {series[-1]}")
+    end = series[-1]
+    workers_start = sum(start[n] for n in harness.WORKER_PROCESSES)
+    workers_end = sum(end[n] for n in harness.WORKER_PROCESSES)
+    return {"soak_bookings": done, "api_rss_start_mb": start["api"], "api_rss_end_mb": end["api"],
+            "worker_rss_start_mb": workers_start, "worker_rss_end_mb": workers_end, "soak_series": series,
+            **checks}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("bench").setLevel(logging.INFO)
+    started = time.monotonic()
+    figures = run(args)
+    figures["command"] = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    figures["wall_s"] = round(time.monotonic() - started, 1)
+    path = write_json(figures, args.mode, args.out)
+    print(f"\nboxoffice bench: {figures['command']}  ({figures['wall_s']}s)")
+    print_table(figures)
+    if args.mode == "soak":
+        print(f"  API RSS {figures['api_rss_start_mb']} MB -> {figures['api_rss_end_mb']} MB, "
+              f"workers {figures['worker_rss_start_mb']:.1f} MB -> {figures['worker_rss_end_mb']:.1f} MB")
+    print(f"results: {path}")
+    broken = [key for key in ("oversold", "fairness_violations", "ledger_mismatches") if figures.get(key)]
+    if broken:
+        print(f"CORRECTNESS FAILED: {', '.join(f'{k}={figures[k]}' for k in broken)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

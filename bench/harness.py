@@ -1,0 +1,460 @@
+"""The harness: start the stack as the run command does, seed it, drive it, check it, measure it.
+
+Everything runs on 127.0.0.1, in a fresh temporary data dir with free ports, so a run never
+touches a developer's stack or the test databases.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import psutil
+import psycopg
+
+from stack.embedded import free_port
+from stack.processes import REPO_ROOT, process_env, stack_processes
+from stack.supervisor import Stack
+
+from bench import checks
+
+log = logging.getLogger("bench")
+
+FINAL = ("PAID", "REJECTED", "PAYMENT_FAILED", "EXPIRED", "CANCELLED")
+DECIDED = ("CONFIRMED",) + FINAL
+WORKER_PROCESSES = ("worker-booking", "worker-payments", "worker-maintenance")
+
+
+def plain_url(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class Options:
+    workers: int = 2
+    web_concurrency: int = 2
+    concurrency: int = 64
+    flower: bool = True
+    keep: bool = False
+    settle_timeout: float = 900.0
+    seed: int = 6
+    env_servers: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class BenchStack:
+    """The stack in a temp dir, plus the harness's own app, customers and tokens."""
+
+    def __init__(self, options: Options):
+        self.options = options
+        self.data_dir = Path(tempfile.mkdtemp(prefix="boxoffice-bench-"))
+        self.stack: Stack | None = None
+        self.app = None
+        self.tokens: list[str] = []
+
+    # -- lifecycle
+    def __enter__(self) -> "BenchStack":
+        if not self.options.env_servers:  # embedded servers of our own, on free ports
+            os.environ.pop("DATABASE_URL", None)
+            os.environ.pop("REDIS_URL", None)
+        env = dict(os.environ)
+        env.setdefault("SECRET_KEY", secrets.token_urlsafe(32))
+        env.setdefault("TOKEN_TTL_S", str(7 * 24 * 3600))
+        env.update(self.options.extra_env)
+        self.stack = Stack(
+            self.data_dir / "var", api_port=free_port(), gateway_port=free_port(), flower_port=free_port(),
+            pg_port=free_port(), redis_port=free_port(), workers=self.options.workers,
+            web_concurrency=self.options.web_concurrency, flower=self.options.flower, env=env,
+            health_timeout=120.0,
+        )
+        log.info("starting the stack in %s", self.data_dir)
+        self.stack.start()
+        # The harness's own app talks to the same servers, with the same secret (to mint tokens).
+        os.environ.update({key: env[key] for key in ("SECRET_KEY", "TOKEN_TTL_S")})
+        os.environ["DATABASE_URL"] = self.stack.database_url
+        os.environ["REDIS_URL"] = self.stack.redis_url
+        os.environ["GATEWAY_URL"] = self.stack.urls["gateway"]
+        os.environ["BOXOFFICE_INSTANCE"] = str(self.data_dir / "var" / "instance")
+        from web import create_app
+        self.app = create_app()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.stack is not None:
+            self.stack.stop()
+        if self.options.keep:
+            print(f"kept the data dir: {self.data_dir}")
+        else:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    @property
+    def db_url(self) -> str:
+        return plain_url(self.stack.database_url)
+
+    def api_env(self, **overrides: str) -> dict[str, str]:
+        """The environment the stack gives the API process (for the bare-insert baseline)."""
+        return self._env_of("api", overrides)
+
+    def _env_of(self, name: str, overrides: dict[str, str]) -> dict[str, str]:
+        spec = self.spec(name)
+        env = process_env(spec, self.stack.base_env, self.stack.data_dir, self.stack.database_url,
+                          self.stack.redis_url, self.stack.web_concurrency, self.stack.gateway_port)
+        env.update(overrides)
+        return env
+
+    def spec(self, name: str):
+        specs = stack_processes(self.stack.data_dir, api_port=self.stack.api_port, workers=self.stack.workers,
+                                flower=False, gateway_port=self.stack.gateway_port)
+        return next(s for s in specs if s.name == name)
+
+    # -- seeding (before any timed phase)
+    def seed_customers(self, count: int) -> list[str]:
+        """Customers straight into the database (one password hash for all) and their tokens."""
+        if len(self.tokens) >= count:
+            return self.tokens[:count]
+        from flask_jwt_extended import create_access_token
+        from sqlalchemy import insert
+
+        from models import db
+        from models.database import new_id
+        from models.users import Role, User
+        from argon2 import PasswordHasher
+
+        password_hash = PasswordHasher().hash("bench-password")
+        start = len(self.tokens)
+        rows = [{"id": new_id(), "email": f"bench-{i}@example.test", "name": f"Bench customer {i}",
+                 "password_hash": password_hash, "role": str(Role.CUSTOMER)} for i in range(start, count)]
+        with self.app.app_context():
+            db.session.execute(insert(User), rows)
+            db.session.commit()
+            with self.app.test_request_context():
+                self.tokens += [create_access_token(identity=row["id"], additional_claims={"role": row["role"]})
+                                for row in rows]
+        return self.tokens[:count]
+
+    def create_show(self, seats: int, price: int = 1500) -> str:
+        from models import db
+        from models.database import utc_now
+        from models.shows import Show
+        with self.app.app_context():
+            show = Show(title=f"Rush {uuid.uuid4().hex[:8]}", venue="Bench Hall",
+                        starts_at=utc_now() + timedelta(days=30), price=price, capacity=seats)
+            db.session.add(show)
+            db.session.commit()
+            return show.id
+
+    # -- process memory
+    def rss_mb(self, name: str) -> float:
+        """Resident memory of a stack process and everything it forked, in MB."""
+        try:
+            root = psutil.Process(self.stack.process(name).pid)
+            total = root.memory_info().rss
+            for child in root.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+            return total / 1e6
+        except (psutil.NoSuchProcess, LookupError):
+            return 0.0
+
+
+# -- load generation --------------------------------------------------------------------------
+
+def run_load(base_url: str, path: str, tokens: list[str], items: list, concurrency: int, workdir: Path) -> dict:
+    """Run bench.load in its own process; returns its result."""
+    tag = uuid.uuid4().hex[:8]
+    plan_path, result_path = workdir / f"plan-{tag}.json", workdir / f"result-{tag}.json"
+    plan_path.write_text(json.dumps({"base_url": base_url, "path": path, "tokens": tokens, "items": items,
+                                     "concurrency": concurrency}))
+    subprocess.run([sys.executable, "-m", "bench.load", str(plan_path), str(result_path)],
+                   cwd=REPO_ROOT, check=True)
+    result = json.loads(result_path.read_text())
+    plan_path.unlink()
+    result_path.unlink()
+    return result
+
+
+def load_summary(result: dict, accepted_status: str = "202") -> dict:
+    accepted = result["statuses"].get(accepted_status, 0)
+    return {
+        "accepted": accepted,
+        "accepted_rps": accepted / result["elapsed_s"] if result["elapsed_s"] else 0.0,
+        "p50_ms": percentile(result["latencies_ms"], 50),
+        "p99_ms": percentile(result["latencies_ms"], 99),
+        "statuses": result["statuses"],
+        "errors": result["errors"],
+        "elapsed_s": result["elapsed_s"],
+        "loadgen_cpu_s": result["cpu_s"],
+        "loadgen_cpu_pct": 100 * result["cpu_s"] / result["elapsed_s"] if result["elapsed_s"] else 0.0,
+    }
+
+
+class ProgressPoller(threading.Thread):
+    """Counts a show's bookings by status every interval, with wall-clock times."""
+
+    def __init__(self, db_url: str, show_id: str, interval: float = 0.1):
+        super().__init__(name="bench-poller", daemon=True)
+        self.db_url, self.show_id, self.interval = db_url, show_id, interval
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self.stop = threading.Event()
+        self.target: int | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.db_url, autocommit=True) as connection:
+            while not self.stop.is_set():
+                counts = dict(connection.execute(
+                    "SELECT status, count(*) FROM bookings WHERE show_id = %s GROUP BY status",
+                    (self.show_id,)).fetchall())
+                now = time.time()
+                self.samples.append((now, counts))
+                if self.target is not None and sum(counts.get(s, 0) for s in FINAL) >= self.target:
+                    self.done.set()
+                    return
+                self.stop.wait(self.interval)
+
+    def first_time(self, predicate) -> float | None:
+        for at, counts in self.samples:
+            if predicate(counts):
+                return at
+        return None
+
+
+# -- the rush ---------------------------------------------------------------------------------
+
+def rush(bench: BenchStack, requests: int, seats: int, customers: int, workdir: Path) -> dict:
+    """The on-sale rush on one new show; returns its figures and checks."""
+    options = bench.options
+    tokens = bench.seed_customers(customers)
+    show_id = bench.create_show(seats)
+    rng = random.Random(options.seed)
+    items = [[rng.randrange(customers), {"show_id": show_id, "qty": rng.randint(1, 4), "payment_method": "tok_ok"}]
+             for _ in range(requests)]
+    poller = ProgressPoller(bench.db_url, show_id)
+    poller.start()
+    log.info("rush: %d requests for %d seats from %d customers at %d connections",
+             requests, seats, customers, options.concurrency)
+    result = run_load(bench.stack.urls["api"], "/bookings", tokens, items, options.concurrency, workdir)
+    load = load_summary(result)
+    poller.target = load["accepted"]
+    if not poller.done.wait(options.settle_timeout):
+        poller.stop.set()
+        raise RuntimeError(f"not every booking was final within {options.settle_timeout:.0f}s: "
+                           f"{poller.samples[-1][1] if poller.samples else {}}")
+    started = result["started_at"]
+    accepted = load["accepted"]
+    all_final_at = poller.first_time(lambda c: sum(c.get(s, 0) for s in FINAL) >= accepted)
+    all_decided_at = poller.first_time(lambda c: sum(c.get(s, 0) for s in DECIDED) >= accepted)
+    settle_s = all_final_at - started
+    decide_s = all_decided_at - started
+    figures = {
+        "requests": requests,
+        "seats": seats,
+        "customers": customers,
+        "concurrency": options.concurrency,
+        "accepted": accepted,
+        "accepted_rps": load["accepted_rps"],
+        "api_p50_ms": load["p50_ms"],
+        "api_p99_ms": load["p99_ms"],
+        "load_s": load["elapsed_s"],
+        "settle_s": settle_s,
+        "settled_per_s": accepted / settle_s if settle_s > 0 else 0.0,
+        "reserve_s": decide_s,
+        "reservations_per_s": accepted / decide_s if decide_s > 0 else 0.0,
+        "statuses": load["statuses"],
+        "errors": load["errors"],
+        "loadgen_cpu_pct": load["loadgen_cpu_pct"],
+    }
+    figures.update(check_show(bench, show_id))
+    return figures
+
+
+def check_show(bench: BenchStack, show_id: str) -> dict:
+    """oversold, fairness_violations and ledger_mismatches for one show."""
+    from gateway.client import GatewayClient
+    with psycopg.connect(bench.db_url) as connection:
+        capacity, remaining = connection.execute(
+            "SELECT capacity, remaining FROM shows WHERE id = %s", (show_id,)).fetchone()
+        cursor = connection.execute(
+            "SELECT id, seq, qty, status, seats_held, amount FROM bookings WHERE show_id = %s ORDER BY seq",
+            (show_id,))
+        columns = [c.name for c in cursor.description]
+        rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
+    ids = {row["id"] for row in rows}
+    ledger = GatewayClient(bench.stack.urls["gateway"], timeout=60).ledger()["by_reference"]
+    ledger = {reference: entry for reference, entry in ledger.items() if reference in ids}
+    # A charge for a booking of another show is checked with that show; one for no booking at all
+    # cannot happen here (the gateway is the stack's own, fresh for the run).
+    statuses: dict[str, int] = {}
+    for row in rows:
+        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+    held = sum(row["qty"] for row in rows if row["seats_held"])
+    return {
+        "oversold": checks.oversold(capacity, remaining, rows),
+        "fairness_violations": checks.fairness_violations_fast(rows),
+        "ledger_mismatches": checks.ledger_mismatches(rows, ledger),
+        "seats_sold": held,
+        "seats_remaining": remaining,
+        "seat_counter_consistent": remaining == capacity - held,
+        "booking_statuses": statuses,
+    }
+
+
+# -- baselines --------------------------------------------------------------------------------
+
+def baseline_bare_insert(bench: BenchStack, requests: int, customers: int, workdir: Path) -> dict:
+    """(c) POST to a bare Flask endpoint doing one INSERT, under the API's gunicorn settings."""
+    from bench.bare_app import TABLE_DDL
+    with psycopg.connect(bench.db_url, autocommit=True) as connection:
+        connection.execute(TABLE_DDL)
+    port = free_port()
+    env = bench.api_env(BIND=f"127.0.0.1:{port}")
+    argv = [str(Path(sys.executable).parent / "gunicorn"), "--config", "web/gunicorn_conf.py", "bench.bare_app:app"]
+    tokens = bench.seed_customers(customers)
+    rng = random.Random(bench.options.seed)
+    items = [[rng.randrange(customers), {"show_id": "bench", "qty": rng.randint(1, 4), "payment_method": "tok_ok"}]
+             for _ in range(requests)]
+    with _child(argv, env, bench.data_dir / "bare-insert.log"):
+        _wait_http(f"http://127.0.0.1:{port}/healthz", 60)
+        load = load_summary(run_load(f"http://127.0.0.1:{port}", "/insert", tokens, items,
+                                     bench.options.concurrency, workdir))
+    return {"bare_insert_rps": load["accepted_rps"], "bare_insert_p50_ms": load["p50_ms"],
+            "bare_insert_p99_ms": load["p99_ms"], "bare_insert_statuses": load["statuses"],
+            "bare_insert_loadgen_cpu_pct": load["loadgen_cpu_pct"]}
+
+
+def baseline_pg_hot_row(bench: BenchStack, seconds: float, workdir: Path) -> dict:
+    """(b) UPDATE … SET remaining = remaining - 1 WHERE id = … AND remaining >= 1 on one row."""
+    result_path = workdir / f"hotrow-{uuid.uuid4().hex[:8]}.json"
+    subprocess.run([sys.executable, "-m", "bench.hotrow", bench.db_url, str(bench.options.concurrency),
+                    str(seconds), str(result_path)], cwd=REPO_ROOT, check=True)
+    result = json.loads(result_path.read_text())
+    result_path.unlink()
+    return {"pg_hot_row_tps": result["updates"] / result["elapsed_s"],
+            "pg_hot_row_client_cpu_pct": 100 * result["cpu_s"] / result["elapsed_s"]}
+
+
+def baseline_celery_noop(bench: BenchStack, tasks: int) -> dict:
+    """(a) No-op tasks through the stack's broker, run by a worker with the booking worker's
+    command line and settings (only the app module and queue differ)."""
+    import redis
+    from bench.celery_noop import QUEUE
+    spec = bench.spec("worker-booking")
+    argv = list(spec.executable_argv())
+    argv[argv.index("wsgi.celery")] = "bench.celery_noop.celery"
+    argv[argv.index("-Q") + 1] = QUEUE
+    argv[argv.index("-n") + 1] = "bench@%h"
+    env = bench._env_of("worker-booking", {})
+    client = redis.Redis.from_url(bench.stack.redis_url)
+    celery_app = bench.app.extensions["celery"]
+    key = f"bench:noop:{uuid.uuid4().hex}"
+
+    def wait_count(target: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while int(client.get(key) or 0) < target:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no-op tasks: {int(client.get(key) or 0)} of {target} ran in {timeout:.0f}s")
+            time.sleep(0.01)
+
+    with _child(argv, env, bench.data_dir / "bench-noop-worker.log"):
+        celery_app.send_task("bench.noop", args=[key], queue=QUEUE)  # warm-up: the worker is ready
+        wait_count(1, 120)
+        client.delete(key)
+        started = time.perf_counter()
+        for _ in range(tasks):
+            celery_app.send_task("bench.noop", args=[key], queue=QUEUE)
+        published_s = time.perf_counter() - started
+        wait_count(tasks, max(120.0, tasks / 20))
+        elapsed = time.perf_counter() - started
+    return {"celery_noop_per_s": tasks / elapsed, "celery_noop_publish_per_s": tasks / published_s,
+            "celery_noop_tasks": tasks}
+
+
+class _child:
+    """A helper process in its own session, killed with everything it forked on exit."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path):
+        self.argv, self.env, self.log_path = argv, env, log_path
+
+    def __enter__(self):
+        with open(self.log_path, "ab") as logfile:
+            self.popen = subprocess.Popen(self.argv, cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL,
+                                          stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
+        return self.popen
+
+    def __exit__(self, *exc):
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        except ProcessLookupError:
+            pass
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.popen.wait()
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def baselines(bench: BenchStack, requests: int, customers: int, noop_tasks: int, hot_row_s: float,
+              workdir: Path) -> dict:
+    figures = {}
+    log.info("baseline (c): bare insert, %d requests", requests)
+    figures.update(baseline_bare_insert(bench, requests, customers, workdir))
+    log.info("baseline (b): PostgreSQL hot row, %.0fs", hot_row_s)
+    figures.update(baseline_pg_hot_row(bench, hot_row_s, workdir))
+    log.info("baseline (a): Celery no-op, %d tasks", noop_tasks)
+    figures.update(baseline_celery_noop(bench, noop_tasks))
+    return figures
+
+
+def ratios(figures: dict) -> dict:
+    def ratio(a, b):
+        return figures[a] / figures[b] if figures.get(b) else None
+    return {
+        "ratio_settled_vs_celery_noop": ratio("settled_per_s", "celery_noop_per_s"),
+        "ratio_reservations_vs_pg_hot_row": ratio("reservations_per_s", "pg_hot_row_tps"),
+        "ratio_accepted_vs_bare_insert": ratio("accepted_rps", "bare_insert_rps"),
+    }
+
+
+def median(values):
+    return statistics.median(values) if values else 0.0

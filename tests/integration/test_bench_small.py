@@ -1,0 +1,65 @@
+"""The benchmark harness keeps working: a tiny rush through its own entry point, on a stack of its
+own (embedded servers, free ports), checked for every reported key and for correctness. No
+assertion on time: the figures of a loaded CI machine mean nothing."""
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import checks
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+KEYS = ("cores", "requests", "seats", "accepted_rps", "api_p50_ms", "api_p99_ms", "settle_s", "settled_per_s",
+        "reservations_per_s", "oversold", "fairness_violations", "ledger_mismatches", "celery_noop_per_s",
+        "pg_hot_row_tps", "bare_insert_rps", "ratio_settled_vs_celery_noop", "ratio_reservations_vs_pg_hot_row",
+        "ratio_accepted_vs_bare_insert")
+
+
+def test_a_tiny_rush_reports_every_figure_and_never_oversells(tmp_path):
+    out = tmp_path / "rush.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "rush", "--requests", "300", "--seats", "100", "--customers", "50",
+         "--baseline-requests", "200", "--noop-tasks", "200", "--hot-row-seconds", "1", "--no-flower",
+         "--settle-timeout", "240", "--out", str(out)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=420)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert f"results: {out}" in completed.stdout
+    figures = json.loads(out.read_text())
+    missing = [key for key in KEYS if figures.get(key) is None]
+    assert not missing, missing
+    assert figures["requests"] == 300 and figures["seats"] == 100
+    assert figures["accepted"] == 300, figures["statuses"]
+    assert figures["oversold"] == 0
+    assert figures["fairness_violations"] == 0
+    assert figures["ledger_mismatches"] == 0
+    assert figures["seats_sold"] <= 100 and figures["seat_counter_consistent"]
+    # 300 requests of 1-4 seats ask for far more than 100 seats: some were refused.
+    assert figures["booking_statuses"].get("REJECTED", 0) > 0
+    assert sum(figures["booking_statuses"].values()) == 300
+
+
+def test_the_fast_fairness_count_agrees_with_the_spec_definition():
+    rng = random.Random(4)
+    for _ in range(200):
+        rows = [{"qty": rng.randint(1, 4), "status": rng.choice(["PAID", "CONFIRMED", "REJECTED", "EXPIRED"])}
+                for _ in range(rng.randint(0, 40))]
+        assert checks.fairness_violations_fast(rows) == checks.fairness_violations(rows)
+    unfair = [{"qty": 2, "status": "REJECTED"}, {"qty": 3, "status": "PAID"}, {"qty": 1, "status": "PAID"}]
+    assert checks.fairness_violations(unfair) == checks.fairness_violations_fast(unfair) == 1
+
+
+def test_oversold_and_ledger_checks_catch_what_they_are_for():
+    rows = [{"id": "a", "qty": 3, "status": "PAID", "seats_held": True, "amount": 30},
+            {"id": "b", "qty": 2, "status": "PAID", "seats_held": True, "amount": 20},
+            {"id": "c", "qty": 1, "status": "REJECTED", "seats_held": False, "amount": 10}]
+    assert checks.oversold(capacity=5, remaining=0, bookings=rows) == 0
+    assert checks.oversold(capacity=4, remaining=0, bookings=rows) == 1
+    ledger = {"a": {"captured": 30, "refunded": 0}, "b": {"captured": 20, "refunded": 0}}
+    assert checks.ledger_mismatches(rows, ledger) == 0
+    assert checks.ledger_mismatches(rows, {**ledger, "c": {"captured": 10, "refunded": 0}}) == 1
+    assert checks.ledger_mismatches(rows, {"a": ledger["a"]}) == 1
+    assert checks.ledger_mismatches(rows, {**ledger, "zzz": {"captured": 5, "refunded": 0}}) == 1

@@ -1,0 +1,430 @@
+"""Chaos harness: prove that the stack never loses and never doubles.
+
+It starts its own PostgreSQL and Redis (embedded, in a temporary folder, on free loopback ports)
+and the whole stack on top with `stack.supervisor.Stack`, exactly as the run command does. Then:
+
+1. a workload of N bookings from many customers over several shows (some with a declined card,
+   some cancelled soon after), through the HTTP API, retrying with the same Idempotency-Key when
+   the API itself is down;
+2. meanwhile, faults on a schedule: worker processes and pool children SIGKILLed mid-task, Redis
+   restarted empty, PostgreSQL restarted, the gateway driven through errors, timeouts and an outage;
+3. the faults stop; the harness waits until the system is quiet (every booking final, the my page
+   converged) or the quiet timeout passes;
+4. it checks SPEC §4 against the database and the gateway's own ledger (models/consistency.py),
+   prints a summary, and as its last line one JSON object. Exit status 0 only if all counts are 0.
+
+Everything talks to 127.0.0.1 only; the whole run is bounded by --time-limit and stops by itself.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import requests
+
+log = logging.getLogger("chaos")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bookings", type=int, default=2000, help="bookings to make (default 2000)")
+    parser.add_argument("--shows", type=int, default=10, help="shows to spread them over")
+    parser.add_argument("--customers", type=int, default=60)
+    parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
+    parser.add_argument("--oversubscribe", type=float, default=1.3,
+                        help="seats asked for / seats available (above 1, some bookings are rejected)")
+    parser.add_argument("--cancel-rate", type=float, default=0.2)
+    parser.add_argument("--decline-rate", type=float, default=0.05)
+    parser.add_argument("--workers", type=int, default=2, help="concurrency of each worker process")
+    parser.add_argument("--fault-interval", type=float, default=8.0, help="seconds between faults")
+    parser.add_argument("--hold-minutes", type=float, default=1.0, help="hold deadline of the stack under test")
+    parser.add_argument("--quiet-timeout", type=float, default=420.0,
+                        help="how long to wait for every booking to settle after the faults stop")
+    parser.add_argument("--time-limit", type=float, default=1500.0, help="hard bound on the whole run")
+    parser.add_argument("--flower", action="store_true", help="also run Flower (off to spare CPU)")
+    parser.add_argument("--data-dir", help="where servers and logs live (default: a fresh temp folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the data folder afterwards")
+    parser.add_argument("--seed", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+class Api:
+    """A tiny HTTP client for the API under test, patient with an API that restarts."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.local = threading.local()
+
+    def session(self) -> requests.Session:
+        if not hasattr(self.local, "session"):
+            self.local.session = requests.Session()
+        return self.local.session
+
+    def call(self, method, path, *, headers=None, json_body=None, ok=(200, 201, 202), patience=120.0):
+        """Send until an answer in `ok` or a 4xx; a 5xx or connection error is retried (the same
+        Idempotency-Key makes that safe)."""
+        deadline = time.monotonic() + patience
+        delay = 0.2
+        while True:
+            try:
+                response = self.session().request(method, self.base + path, headers=headers, json=json_body,
+                                                  timeout=30)
+                if response.status_code in ok or 400 <= response.status_code < 500:
+                    return response
+                error = f"HTTP {response.status_code}"
+            except requests.RequestException as exc:
+                error = repr(exc)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{method} {path}: gave up after {patience:.0f}s ({error})")
+            time.sleep(delay)
+            delay = min(delay * 2, 3.0)
+
+
+class Chaos:
+    def __init__(self, args):
+        self.args = args
+        self.random = random.Random(args.seed)
+        self.accepted: list[str] = []
+        self.accepted_lock = threading.Lock()
+        self.cancels = Counter()
+        self.faults: list[str] = []
+        self.workload_done = threading.Event()
+        self.stop_faults = threading.Event()
+        self.errors: list[str] = []
+        self.started = time.monotonic()
+
+    # -- setup --------------------------------------------------------------------------------
+    def start(self):
+        from stack.embedded import EmbeddedPostgres, EmbeddedRedis
+        from stack.supervisor import Stack
+
+        args = self.args
+        self.tmp = Path(args.data_dir or tempfile.mkdtemp(prefix="boxoffice-chaos-")).resolve()
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.postgres = EmbeddedPostgres(self.tmp / "postgres", free_port())
+        self.redis = EmbeddedRedis(self.tmp / "redis", free_port())
+        log.info("starting PostgreSQL and Redis in %s", self.tmp)
+        self.postgres.start()
+        self.postgres.ensure_database("boxoffice")
+        self.redis.start()
+        env = dict(os.environ)
+        env.update({
+            "DATABASE_URL": self.postgres.url("boxoffice"),
+            "REDIS_URL": self.redis.url(0),
+            "HOLD_MINUTES": str(args.hold_minutes),
+            "GATEWAY_TIMEOUT_S": "2",
+            "BREAKER_RESET_S": "5",
+            "RATE_LIMITS": "off",  # the workload is one client IP making thousands of requests
+            "WEB_CONCURRENCY": "2",
+        })
+        # Stack reads the servers from the process environment: point it at ours.
+        os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = env["DATABASE_URL"], env["REDIS_URL"]
+        self.stack = Stack(self.tmp / "stack", api_port=free_port(), gateway_port=free_port(),
+                           flower_port=free_port(), flower=args.flower, workers=args.workers,
+                           env=env, health_timeout=180)
+        log.info("starting the stack")
+        self.stack.start()
+        self.api = Api(self.stack.urls["api"])
+        from gateway.client import GatewayClient
+        self.gateway = GatewayClient(self.stack.urls["gateway"], timeout=30)
+        from web import create_app
+        self.app = create_app({"SQLALCHEMY_DATABASE_URI": _psycopg(env["DATABASE_URL"]),
+                               "GATEWAY_URL": self.stack.urls["gateway"]})
+
+    def stop(self):
+        stack = getattr(self, "stack", None)
+        if stack is not None:
+            stack.stop(timeout=20)
+        for server in (getattr(self, "redis", None), getattr(self, "postgres", None)):
+            if server is not None:
+                try:
+                    server.stop()
+                except Exception as error:  # noqa: BLE001 - best effort on the way out
+                    log.warning("stopping %s: %r", server, error)
+        if not self.args.keep and not self.args.data_dir and getattr(self, "tmp", None):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def prepare(self):
+        from models import db
+        from models.users import Role, register
+
+        email, password = f"chaos-admin-{secrets.token_hex(4)}@example.com", "chaos-admin-password"
+        with self.app.app_context():
+            register(email, password, "Chaos admin", role=Role.ADMIN)
+            db.session.commit()
+        self.admin = self._token(email, password)
+        self.customers = []
+        for i in range(self.args.customers):
+            email = f"chaos-{i}-{secrets.token_hex(3)}@example.com"
+            response = self.api.call("POST", "/auth/register",
+                                     json_body={"email": email, "password": "password-1", "name": f"C{i}"})
+            assert response.status_code == 201, response.text
+            self.customers.append(self._token(email, "password-1"))
+        seats_asked = self.args.bookings * 2  # qty is 1..3, mean 2
+        capacity = max(1, int(seats_asked / self.args.oversubscribe / self.args.shows))
+        starts_at = (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()
+        self.shows = []
+        for i in range(self.args.shows):
+            response = self.api.call("POST", "/shows", headers=self.admin, json_body={
+                "title": f"Chaos {i}", "venue": "Loopback Hall", "starts_at": starts_at,
+                "price": 1000 + i, "capacity": capacity})
+            assert response.status_code == 201, response.text
+            self.shows.append(response.json()["id"])
+
+    def _token(self, email, password):
+        response = self.api.call("POST", "/auth/token", json_body={"email": email, "password": password})
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    # -- workload -----------------------------------------------------------------------------
+    def workload(self):
+        # Paced over the whole fault schedule, so every fault meets work in progress.
+        duration = len(self.fault_schedule()) * self.args.fault_interval
+        start = time.monotonic()
+        plan = [start + duration * i / self.args.bookings for i in range(self.args.bookings)][::-1]
+        lock = threading.Lock()
+
+        def client(index):
+            rnd = random.Random(self.random.random() + index)
+            while True:
+                with lock:
+                    if not plan:
+                        return
+                    due = plan.pop()
+                if due > time.monotonic():
+                    time.sleep(due - time.monotonic())
+                try:
+                    self.one_booking(rnd)
+                except Exception as error:  # noqa: BLE001 - recorded, reported, fails the run
+                    self.errors.append(repr(error))
+
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(self.args.clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.workload_done.set()
+
+    def one_booking(self, rnd):
+        customer = rnd.choice(self.customers)
+        method = "tok_declined" if rnd.random() < self.args.decline_rate else "tok_ok"
+        headers = {**customer, "Idempotency-Key": secrets.token_hex(12)}
+        response = self.api.call("POST", "/bookings", headers=headers, json_body={
+            "show_id": rnd.choice(self.shows), "qty": rnd.randint(1, 3), "payment_method": method})
+        if response.status_code != 202:
+            raise RuntimeError(f"booking not accepted: {response.status_code} {response.text[:200]}")
+        booking_id = response.json()["id"]
+        with self.accepted_lock:
+            self.accepted.append(booking_id)
+        if rnd.random() < self.args.cancel_rate:
+            time.sleep(rnd.uniform(0, 1.5))  # cancel at any point of the lifecycle
+            answer = self.api.call("POST", f"/bookings/{booking_id}/cancel", headers=customer, ok=(202, 409))
+            self.cancels[answer.status_code] += 1
+
+    # -- faults -------------------------------------------------------------------------------
+    def fault_schedule(self):
+        return [
+            ("gateway errors 30%", lambda: self.gateway.set_faults(error_rate=0.3), lambda: self.gateway.clear_faults()),
+            ("SIGKILL worker-payments", lambda: self.kill_process("worker-payments"), None),
+            ("gateway timeouts 20%", lambda: self.gateway.set_faults(timeout_rate=0.2, timeout_s=3),
+             lambda: self.gateway.clear_faults()),
+            ("SIGKILL a worker-booking pool child", lambda: self.kill_children("worker-booking"), None),
+            ("Redis restarted empty", lambda: self.redis.restart(empty=True), None),
+            ("SIGKILL worker-booking", lambda: self.kill_process("worker-booking"), None),
+            ("PostgreSQL restarted", lambda: self.postgres.restart(), None),
+            ("gateway outage", lambda: self.gateway.set_faults(outage=True), lambda: self.gateway.clear_faults()),
+            ("SIGKILL a worker-payments pool child", lambda: self.kill_children("worker-payments"), None),
+            ("SIGKILL worker-maintenance and beat", lambda: (self.kill_process("worker-maintenance"),
+                                                              self.kill_process("beat")), None),
+        ]
+
+    def faults_loop(self):
+        schedule = self.fault_schedule()
+        index = 0
+        while not self.stop_faults.wait(self.args.fault_interval * 0.5):
+            name, apply, undo = schedule[index % len(schedule)]
+            index += 1
+            log.warning("FAULT: %s", name)
+            try:
+                apply()
+                self.faults.append(name)
+            except Exception as error:  # noqa: BLE001 - a fault that could not be made is reported
+                log.warning("could not inject %s: %r", name, error)
+            if self.stop_faults.wait(self.args.fault_interval * 0.5):
+                if undo:
+                    self._undo(undo)
+                break
+            if undo:
+                self._undo(undo)
+            if self.workload_done.is_set() and index >= len(schedule):
+                return
+
+    def _undo(self, undo):
+        for _ in range(30):
+            try:
+                undo()
+                return
+            except Exception as error:  # noqa: BLE001
+                log.warning("undoing a fault: %r", error)
+                time.sleep(1)
+
+    def kill_process(self, name):
+        popen = self.stack.process(name)
+        os.killpg(popen.pid, signal.SIGKILL)  # the process and its pool children, mid-task
+
+    def kill_children(self, name):
+        popen = self.stack.process(name)
+        out = subprocess.run(["pgrep", "-P", str(popen.pid)], capture_output=True, text=True).stdout.split()
+        if not out:
+            raise RuntimeError(f"{name} has no pool children yet")
+        os.kill(int(self.random.choice(out)), signal.SIGKILL)
+
+    # -- the check ----------------------------------------------------------------------------
+    def check(self):
+        from models import db
+        from models.consistency import check
+
+        with self.app.app_context():
+            try:
+                return check(self.gateway, self.accepted)
+            finally:
+                db.session.remove()
+
+    def wait_quiet(self, deadline):
+        """Until every booking is final and the my page converged (two checks in a row)."""
+        clean_in_a_row = 0
+        report = None
+        while time.monotonic() < deadline:
+            try:
+                report = self.check()
+            except Exception as error:  # noqa: BLE001 - the stack may still be recovering
+                log.info("check failed, retrying: %r", error)
+                time.sleep(3)
+                continue
+            counts = report.counts()
+            log.info("settling: %s stuck, %s my page mismatches", counts["stuck"], counts["mypage_mismatches"])
+            if counts["stuck"] == 0 and counts["mypage_mismatches"] == 0:
+                clean_in_a_row += 1
+                if clean_in_a_row >= 2:
+                    return report
+            else:
+                clean_in_a_row = 0
+            time.sleep(5)
+        return report
+
+    def run(self) -> dict:
+        hard_deadline = self.started + self.args.time_limit
+        self.start()
+        self.prepare()
+        log.info("workload: %d bookings over %d shows by %d customers", self.args.bookings,
+                 len(self.shows), len(self.customers))
+        faults = threading.Thread(target=self.faults_loop, name="faults", daemon=True)
+        faults.start()
+        work = threading.Thread(target=self.workload, name="workload", daemon=True)
+        work.start()
+        work.join(max(1.0, hard_deadline - time.monotonic() - self.args.quiet_timeout))
+        faults.join(max(1.0, hard_deadline - time.monotonic() - self.args.quiet_timeout))
+        self.stop_faults.set()
+        faults.join(60)
+        self._undo(self.gateway.clear_faults)
+        workload_s = time.monotonic() - self.started
+        log.info("faults stopped; waiting for quiet")
+        report = self.wait_quiet(min(hard_deadline, time.monotonic() + self.args.quiet_timeout))
+        if report is None:
+            raise RuntimeError("the system never answered a consistency check")
+        counts = report.counts()
+        result = {
+            "bookings": len(self.accepted),
+            "final_states": counts["final_states"],
+            "faults": len(self.faults),
+            "lost": counts["lost"],
+            "stuck": counts["stuck"],
+            "oversold": counts["oversold"],
+            "double_charges": counts["double_charges"],
+            "missing_refunds": counts["missing_refunds"],
+            "money_mismatches": counts["money_mismatches"],
+            "issued_on_refunded": counts["issued_on_refunded"],
+            "mypage_mismatches": counts["mypage_mismatches"],
+            "workload_errors": len(self.errors),
+            "not_accepted": self.args.bookings - len(self.accepted) if not work.is_alive() else None,
+            "seconds": round(time.monotonic() - self.started),
+        }
+        self.print_summary(report, result, workload_s)
+        return result
+
+    def print_summary(self, report, result, workload_s):
+        print("== chaos summary ==")
+        print(f"bookings accepted: {result['bookings']} (asked {self.args.bookings}); "
+              f"cancels: {dict(self.cancels)}; workload errors: {len(self.errors)}")
+        for error in self.errors[:5]:
+            print(f"  workload error: {error}")
+        print(f"faults injected ({len(self.faults)}): {', '.join(self.faults)}")
+        print(f"final states: {result['final_states']}")
+        print(f"workload + faults took {workload_s:.0f}s, whole run {result['seconds']}s")
+        print(f"shows: {sum(1 for s in report.shows if s['agrees'])}/{len(report.shows)} agree "
+              f"(capacity, remaining, held)")
+        for row in report.money_problems[:10]:
+            print(f"  money problem: {row}")
+        for booking_id in report.stuck[:10]:
+            print(f"  stuck: {booking_id}")
+        for booking_id in report.lost[:10]:
+            print(f"  lost: {booking_id}")
+        print(f"logs: {self.stack.logs_dir}" if self.args.keep or self.args.data_dir else "")
+        sys.stdout.flush()
+
+
+def _psycopg(url: str) -> str:
+    from web.config import database_url
+    return database_url(url)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s chaos %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    chaos = Chaos(args)
+    result: dict = {}
+    # The run stops by itself: a watchdog ends it if anything hangs past the time limit.
+    watchdog = threading.Timer(args.time_limit + 120, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    watchdog.daemon = True
+    watchdog.start()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        result = chaos.run()
+    except BaseException as error:  # noqa: BLE001 - always print the last JSON line
+        log.exception("chaos run failed")
+        result = {"bookings": len(chaos.accepted), "final_states": {}, "faults": len(chaos.faults),
+                  "error": repr(error), "lost": None, "stuck": None, "oversold": None,
+                  "double_charges": None, "missing_refunds": None, "issued_on_refunded": None,
+                  "mypage_mismatches": None}
+    finally:
+        try:
+            chaos.stop()
+        except Exception:  # noqa: BLE001
+            log.exception("stopping the stack")
+        watchdog.cancel()
+    print(json.dumps(result), flush=True)
+    keys = ("lost", "stuck", "oversold", "double_charges", "missing_refunds", "money_mismatches",
+            "issued_on_refunded", "mypage_mismatches", "workload_errors")
+    return 0 if all(result.get(key) == 0 for key in keys if key in result) and "error" not in result else 1

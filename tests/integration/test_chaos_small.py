@@ -1,0 +1,21 @@
+"""The chaos harness, small: a few hundred bookings through every fault, then every invariant."""
+import json
+import subprocess
+import sys
+
+from tests.processes import ROOT
+
+
+def test_small_chaos_run_reports_all_zeros():
+    out = subprocess.run(
+        [sys.executable, "-m", "chaos", "--bookings", "200", "--customers", "15", "--shows", "4",
+         "--fault-interval", "4", "--quiet-timeout", "240", "--time-limit", "420"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    last = out.stdout.strip().splitlines()[-1]
+    result = json.loads(last)
+    assert result["bookings"] == 200, out.stdout[-3000:]
+    assert result["faults"] >= 10, out.stdout[-3000:]
+    for key in ("lost", "stuck", "oversold", "double_charges", "missing_refunds", "issued_on_refunded",
+                "mypage_mismatches", "money_mismatches"):
+        assert result[key] == 0, (key, out.stdout[-3000:], out.stderr[-3000:])
+    assert out.returncode == 0

@@ -203,11 +203,17 @@ def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str
 
 
 def get_booking(booking_id: str, *, for_update: bool = False) -> Booking:
+    """Load a booking with its show, payment and ticket; with for_update, under its row lock.
+
+    The lock is taken by its own statement first, and the booking is read by a second one. In
+    READ COMMITTED a statement that waited for a row lock re-reads only the locked row, not the
+    rows joined to it; reading afterwards, with a fresh snapshot, sees the payment and ticket as
+    the previous lock holder committed them (a cancel's VOID ticket, say).
+    """
     query = select(Booking).where(Booking.id == booking_id)
     if for_update:
-        # Lock the booking row only (the joined show is read, not locked), and refresh any copy
-        # already in the session so decisions are made on the locked row.
-        query = query.with_for_update(of=Booking).execution_options(populate_existing=True)
+        db.session.execute(select(Booking.id).where(Booking.id == booking_id).with_for_update())
+        query = query.execution_options(populate_existing=True)
     booking = db.session.scalar(query)
     if booking is None:
         raise NotFound("booking not found")

@@ -20,7 +20,11 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)
+# expire_on_commit=False: a response shows the state its own transaction committed (202 PENDING),
+# not whatever a worker made of it a millisecond later. Sessions live for one request or one
+# task, and every decision is taken on rows re-read under a lock (populate_existing), so no
+# decision is made on a stale copy.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
 
 def new_id() -> str:

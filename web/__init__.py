@@ -34,6 +34,9 @@ def create_app(config: dict | None = None) -> Flask:
     for module in (auth, shows, bookings, mypage, ops, admin):
         api.register_blueprint(module.blp)
     errors.init_app(app)
+    from web import docs, ratelimit
+    docs.init_app(app)
+    ratelimit.init_app(app)
 
     from web.cli import users_cli
     app.cli.add_command(users_cli)

@@ -7,18 +7,23 @@ from flask_jwt_extended import create_access_token, get_jwt, get_jwt_identity, v
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
 
+from web.fields import Text
+
 from models import db
 from models.users import Role, authenticate, register
+from web.errors import documented_errors
 from web.extensions import jwt
+from web.ratelimit import limit_per_ip
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Registration and access tokens")
+limit_per_ip(blp)  # RATE_LIMIT_AUTH per client IP
 BEARER = [{"bearerAuth": []}]
 
 
 class RegisterSchema(Schema):
     email = fields.Email(required=True, validate=validate.Length(max=254))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=128))
-    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    password = Text(required=True, load_only=True, validate=validate.Length(min=8, max=128))
+    name = Text(required=True, validate=validate.Length(min=1, max=100))
 
 
 class UserSchema(Schema):
@@ -28,8 +33,8 @@ class UserSchema(Schema):
 
 
 class TokenRequestSchema(Schema):
-    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=128))
+    email = Text(required=True, validate=validate.Length(min=1, max=254))
+    password = Text(required=True, load_only=True, validate=validate.Length(min=1, max=128))
 
 
 class TokenSchema(Schema):
@@ -42,7 +47,7 @@ class TokenSchema(Schema):
 class Registration(MethodView):
     @blp.arguments(RegisterSchema)
     @blp.response(201, UserSchema)
-    @blp.alt_response(409, description="The email is already registered")
+    @documented_errors(blp, 400, 413, 422, 429, e409="The email is already registered")
     def post(self, body):
         """Register a customer account"""
         user = register(body["email"], body["password"], body["name"])
@@ -54,7 +59,7 @@ class Registration(MethodView):
 class Token(MethodView):
     @blp.arguments(TokenRequestSchema)
     @blp.response(200, TokenSchema)
-    @blp.alt_response(401, description="Wrong email or password")
+    @documented_errors(blp, 400, 413, 422, 429, e401="Wrong email or password")
     def post(self, body):
         """Exchange email and password for a bearer token"""
         user = authenticate(body["email"], body["password"])

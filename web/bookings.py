@@ -7,24 +7,28 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from web.fields import Text
+
 from models import db
 from models.bookings import MAX_QTY, get_customer_booking, record_booking
 from models.outbox import enqueue
 from models.payments import PaymentStatus
 from models.users import Role
 from web.auth import BEARER, current_user_id, login_required, owner_filter
+from web.errors import documented_errors
+from web.ratelimit import limit_bookings
 
 blp = Blueprint("bookings", __name__, url_prefix="/bookings", description="Booking seats, cancelling, issuing tickets")
 
 
 class BookingRequestSchema(Schema):
-    show_id = fields.String(required=True, validate=validate.Length(min=1, max=36))
+    show_id = Text(required=True, validate=validate.Length(min=1, max=36))
     qty = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_QTY))
-    payment_method = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    payment_method = Text(required=True, validate=validate.Length(min=1, max=64))
 
 
 class IdempotencyHeaderSchema(Schema):
-    idempotency_key = fields.String(data_key="Idempotency-Key", validate=validate.Length(min=1, max=255))
+    idempotency_key = Text(data_key="Idempotency-Key", validate=validate.Length(min=1, max=255))
 
 
 class BookingSchema(Schema):
@@ -51,6 +55,9 @@ class TicketSchema(Schema):
     ticket = fields.Nested(TicketBodySchema)
 
 
+LOCATION = {"Location": {"description": "The URL of the booking", "schema": {"type": "string"}}}
+
+
 def _location(booking) -> dict:
     return {"Location": url_for("bookings.BookingById", booking_id=booking.id)}
 
@@ -58,13 +65,13 @@ def _location(booking) -> dict:
 @blp.route("")
 class Bookings(MethodView):
     @login_required(Role.CUSTOMER)
+    @limit_bookings
     @blp.arguments(IdempotencyHeaderSchema, location="headers", unknown="exclude")
     @blp.arguments(BookingRequestSchema)
-    @blp.response(202, BookingSchema)
-    @blp.alt_response(401, description="No or invalid token")
-    @blp.alt_response(403, description="Only customers book")
-    @blp.alt_response(409, description="Sales for the show are closed")
-    @blp.alt_response(422, description="Invalid input, or an Idempotency-Key reused with another body")
+    @blp.response(202, BookingSchema, headers=LOCATION)
+    @documented_errors(blp, 400, 401, 413, 429, e403="Only customers book",
+                       e409="Sales for the show are closed",
+                       e422="Invalid input (also: no such show), or an Idempotency-Key reused with another body")
     @blp.doc(security=BEARER)
     def post(self, headers, body):
         """Book seats. Accepted at once (PENDING); seats, payment and ticket follow."""
@@ -81,7 +88,7 @@ class Bookings(MethodView):
 class BookingById(MethodView):
     @login_required()
     @blp.response(200, BookingSchema)
-    @blp.alt_response(404, description="No such booking, or not yours")
+    @documented_errors(blp, 401, e404="No such booking, or not yours")
     @blp.doc(security=BEARER)
     def get(self, booking_id):
         """Read a booking with its payment and ticket status"""
@@ -92,8 +99,8 @@ class BookingById(MethodView):
 class BookingCancel(MethodView):
     @login_required()
     @blp.response(202, BookingSchema)
-    @blp.alt_response(404, description="No such booking, or not yours")
-    @blp.alt_response(409, description="Nothing to cancel (rejected, failed, expired) or the show started")
+    @documented_errors(blp, 401, e404="No such booking, or not yours",
+                       e409="Nothing to cancel (rejected, failed, expired) or the show started")
     @blp.doc(security=BEARER)
     def post(self, booking_id):
         """Cancel a booking: its ticket is void at once; refund and seat release follow"""
@@ -114,8 +121,8 @@ class BookingCancel(MethodView):
 class BookingTicket(MethodView):
     @login_required()
     @blp.response(200, TicketSchema)
-    @blp.alt_response(404, description="No such booking, or not yours")
-    @blp.alt_response(409, description="The ticket is not issuable (unpaid, or void after a cancel)")
+    @documented_errors(blp, 401, e404="No such booking, or not yours",
+                       e409="The ticket is not issuable (unpaid, or void after a cancel)")
     @blp.doc(security=BEARER)
     def post(self, booking_id):
         """Issue the ticket of a paid booking; issuing again returns the same ticket"""

@@ -5,10 +5,50 @@ Domain exceptions are mapped to HTTP here and nowhere else.
 from http import HTTPStatus
 
 from flask import Flask
+from marshmallow import Schema, fields
 
 from models.errors import Conflict, DomainError, InvalidInput, NotFound
 
 STATUS_OF = ((NotFound, 404), (InvalidInput, 422), (Conflict, 409))
+MAX_PAGE = 1_000_000
+
+# What each status means when an operation does not say more (SPEC §5).
+STANDARD_ERRORS = {
+    400: "The request body is not valid JSON",
+    401: "No bearer token, or an invalid or expired one",
+    403: "The token's role may not do this",
+    404: "Not found (or not yours)",
+    409: "The resource's state does not allow this",
+    413: "The request body is too large",
+    422: "Invalid input: `errors` tells which field and why",
+    429: "Rate limited: retry after the Retry-After header's seconds",
+}
+
+
+class ErrorSchema(Schema):
+    """The one error body of the API (documentation only; bodies are built by error_body)."""
+
+    code = fields.Integer(required=True, metadata={"description": "The HTTP status code"})
+    status = fields.String(required=True, metadata={"description": "The HTTP status phrase"})
+    message = fields.String(required=True, metadata={"description": "What went wrong, for a person"})
+    errors = fields.Dict(keys=fields.String(), metadata={
+        "description": "Per field (or `_schema`), the reasons it was rejected; validation errors only"})
+
+
+def documented_errors(blp, *codes: int, **descriptions: str):
+    """Document error responses of an operation, all with the ErrorSchema body.
+
+    `codes` use STANDARD_ERRORS' descriptions; `descriptions` (e.g. e409="...") override them.
+    """
+    wanted = dict.fromkeys(codes)
+    for key, text in descriptions.items():
+        wanted[int(key.lstrip("e"))] = text
+
+    def decorate(view):
+        for code, text in wanted.items():
+            view = blp.alt_response(code, schema=ErrorSchema, description=text or STANDARD_ERRORS[code])(view)
+        return view
+    return decorate
 
 
 def error_body(code: int, message: str | None, errors: dict | None = None) -> dict:
@@ -42,5 +82,48 @@ def init_app(app: Flask) -> None:
     from werkzeug.exceptions import HTTPException
     from web.extensions import api
 
+    @app.before_request
+    def reject_unknown_query_parameters():
+        """Unknown fields are rejected (SPEC §5) in the query string as in bodies, and NUL
+        characters anywhere in the URL are refused before they reach the database."""
+        from flask import request
+        if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+            return error_body(422, "the URL must not contain NUL characters"), 422
+        if request.url_rule is None:
+            return None
+        allowed = _query_parameters(app, api).get((request.url_rule.rule, request.method.lower()))
+        if allowed is None:
+            return None  # not an API operation (docs, spec, assets)
+        unknown = sorted(set(request.args) - allowed)
+        if unknown:
+            return error_body(422, "the request has invalid fields",
+                              {name: ["Unknown field."] for name in unknown}), 422
+        page = request.args.get("page", "")
+        if page.isdigit() and int(page) > MAX_PAGE:  # an OFFSET past bigint is a database error
+            return error_body(422, "the request has invalid fields",
+                              {"page": [f"Must be less than or equal to {MAX_PAGE}."]}), 422
+        return None
+
     # Errors raised outside flask-smorest views (404 on unknown URLs, 405, 413) get the same shape.
     app.register_error_handler(HTTPException, api.handle_http_exception)
+
+
+def _query_parameters(app: Flask, api) -> dict:
+    """(flask rule, method) -> the query parameter names its OpenAPI operation declares."""
+    cached = app.extensions.get("query_parameters")
+    if cached is None:
+        import re
+        cached = {}
+        for path, operations in api.spec.to_dict().get("paths", {}).items():
+            rule = re.sub(r"\{(\w+)\}", r"<\1>", path)
+            shared = operations.get("parameters", [])
+            for method, operation in operations.items():
+                if method == "parameters":
+                    continue
+                names = {p.get("name") for p in [*shared, *operation.get("parameters", [])]
+                         if isinstance(p, dict) and p.get("in") == "query"}
+                cached[(rule, method)] = names
+                if method == "get":
+                    cached[(rule, "head")] = names
+        app.extensions["query_parameters"] = cached
+    return cached

@@ -3,11 +3,15 @@ from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from flask_smorest import Api
 
-from web.errors import error_body
+from web.errors import ErrorSchema, error_body
 
 
 DEFAULT_MESSAGES = {
     400: "the request body is not valid JSON",
+    404: "nothing is at this URL",
+    405: "this method is not allowed here",
+    413: "the request body is too large",
+    415: "the request body must be JSON",
     422: "the request has invalid fields",
 }
 
@@ -15,11 +19,28 @@ DEFAULT_MESSAGES = {
 class BoxofficeApi(Api):
     """flask-smorest's Api with SPEC §5 error bodies: always `message`, `errors` per field."""
 
+    ERROR_SCHEMA = ErrorSchema
+
+    def _register_pagination_header(self):
+        """X-Pagination carries JSON: say so (`content`), not a `schema` of the simple header style,
+        or clients and validators read it as comma-separated key/value pairs."""
+        from flask_smorest.pagination import PaginationMetadataSchema
+        self.spec.components.header("PAGINATION", {
+            "description": "Pagination metadata, JSON: total, total_pages, first_page, last_page, page, "
+                           "previous_page, next_page",
+            "content": {"application/json": {"schema": PaginationMetadataSchema}},
+        }, lazy=True)
+
     def handle_http_exception(self, error):
         data = getattr(error, "data", None) or {}
+        if error.code == 429:  # flask-limiter's RateLimitExceeded: say which limit
+            return error_body(429, f"rate limit exceeded ({error.description}); retry later"), 429
         message = data.get("message") or DEFAULT_MESSAGES.get(error.code) or error.description
         body = error_body(error.code, message, data.get("messages"))
-        return body, error.code, data.get("headers") or {}
+        headers = dict(data.get("headers") or {})
+        if error.code == 405 and getattr(error, "valid_methods", None):
+            headers["Allow"] = ", ".join(error.valid_methods)
+        return body, error.code, headers
 
 
 api = BoxofficeApi()

@@ -5,6 +5,7 @@ from marshmallow import Schema, fields
 
 from models.mypage import customer_entries
 from web.auth import BEARER, current_user_id, login_required
+from web.errors import documented_errors
 
 blp = Blueprint("mypage", __name__, url_prefix="/me", description="The customer's my page")
 
@@ -27,7 +28,7 @@ class MyBookings(MethodView):
     @login_required()
     @blp.response(200, MyPageEntrySchema(many=True))
     @blp.paginate()
-    @blp.alt_response(401, description="No or invalid token")
+    @documented_errors(blp, 401)
     @blp.doc(security=BEARER)
     def get(self, pagination_parameters):
         """My bookings, newest first, with payment and ticket status"""

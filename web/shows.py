@@ -3,12 +3,15 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
+
+from web.fields import Text
 from sqlalchemy import func, select
 
 from models import db
 from models.shows import Show, get_show
 from models.users import Role
 from web.auth import BEARER, login_required
+from web.errors import documented_errors
 
 blp = Blueprint("shows", __name__, url_prefix="/shows", description="Shows and their remaining seats")
 
@@ -18,8 +21,8 @@ MAX_PRICE = 100_000_000_000
 
 class ShowSchema(Schema):
     id = fields.String(dump_only=True)
-    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    venue = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    title = Text(required=True, validate=validate.Length(min=1, max=200))
+    venue = Text(required=True, validate=validate.Length(min=1, max=200))
     starts_at = fields.AwareDateTime(required=True, format="iso")
     price = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=MAX_PRICE))
     capacity = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=MAX_CAPACITY))
@@ -27,8 +30,8 @@ class ShowSchema(Schema):
 
 
 class ShowPatchSchema(Schema):
-    title = fields.String(validate=validate.Length(min=1, max=200))
-    venue = fields.String(validate=validate.Length(min=1, max=200))
+    title = Text(validate=validate.Length(min=1, max=200))
+    venue = Text(validate=validate.Length(min=1, max=200))
     starts_at = fields.AwareDateTime(format="iso")
     price = fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_PRICE))
     capacity = fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_CAPACITY))
@@ -49,9 +52,9 @@ class Shows(MethodView):
 
     @login_required(Role.ADMIN)
     @blp.arguments(ShowSchema)
-    @blp.response(201, ShowSchema)
-    @blp.alt_response(401, description="No or invalid token")
-    @blp.alt_response(403, description="Not an admin")
+    @blp.response(201, ShowSchema, headers={"Location": {"description": "The URL of the show",
+                                                          "schema": {"type": "string"}}})
+    @documented_errors(blp, 400, 401, 413, 422, e403="Not an admin")
     @blp.doc(security=BEARER)
     def post(self, body):
         """Create a show (admin)"""
@@ -64,7 +67,7 @@ class Shows(MethodView):
 @blp.route("/<show_id>")
 class ShowById(MethodView):
     @blp.response(200, ShowSchema)
-    @blp.alt_response(404, description="No such show")
+    @documented_errors(blp, e404="No such show")
     def get(self, show_id):
         """Read one show with its remaining seats"""
         return get_show(show_id)
@@ -72,8 +75,8 @@ class ShowById(MethodView):
     @login_required(Role.ADMIN)
     @blp.arguments(ShowPatchSchema)
     @blp.response(200, ShowSchema)
-    @blp.alt_response(404, description="No such show")
-    @blp.alt_response(409, description="Capacity below the seats already held")
+    @documented_errors(blp, 400, 401, 413, 422, e403="Not an admin", e404="No such show",
+                       e409="Capacity below the seats already held")
     @blp.doc(security=BEARER)
     def patch(self, body, show_id):
         """Change a show (admin); capacity cannot drop below the seats held"""

@@ -8,7 +8,7 @@ def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
             with app.app_context():
-                if self.request.delivery_info and self.request.delivery_info.get("redelivered"):
+                if (self.request.delivery_info or {}).get("redelivered") or getattr(self.request, "redelivered", False):
                     from tasks.failures import too_many_redeliveries
                     if too_many_redeliveries(self, args):
                         return "gave up: its worker died on every delivery"

@@ -11,7 +11,8 @@ from web.extensions import api, jwt, migrate
 
 
 def create_app(config: dict | None = None) -> Flask:
-    app = Flask(__name__, instance_path=os.environ.get("BOXOFFICE_INSTANCE") or None,
+    instance = os.environ.get("BOXOFFICE_INSTANCE")
+    app = Flask(__name__, instance_path=os.path.abspath(instance) if instance else None,
                 instance_relative_config=True)
     app.config.from_object(Config)
     if config:

@@ -28,6 +28,17 @@ class Config:
     # How long seats stay held while the payment completes (SPEC: hold deadline).
     HOLD_MINUTES = float(os.environ.get("HOLD_MINUTES", "10"))
 
+    # The payment gateway's circuit breaker (tasks/breaker.py), shared by all workers via Redis:
+    # opens after BREAKER_FAIL_MAX consecutive failures, tries again after BREAKER_RESET_S.
+    BREAKER_REDIS_URL = os.environ.get("BREAKER_REDIS_URL") or REDIS_URL
+    BREAKER_FAIL_MAX = int(os.environ.get("BREAKER_FAIL_MAX", "5"))
+    BREAKER_RESET_S = float(os.environ.get("BREAKER_RESET_S", "15"))
+    # NFR 3 (tasks/overload.py): charges pause and refunds wait while ticket issuance is overloaded.
+    OVERLOAD_TICKETS_BACKLOG = int(os.environ.get("OVERLOAD_TICKETS_BACKLOG", "5000"))
+    OVERLOAD_TICKETS_FAILURE_RATE = float(os.environ.get("OVERLOAD_TICKETS_FAILURE_RATE", "0.5"))
+    OVERLOAD_MIN_SAMPLES = int(os.environ.get("OVERLOAD_MIN_SAMPLES", "20"))
+    OVERLOAD_WINDOW_S = int(os.environ.get("OVERLOAD_WINDOW_S", "60"))
+
     # Auth: a secret from the environment, else one generated at first run in the instance folder.
     JWT_SECRET_KEY = os.environ.get("SECRET_KEY")
     JWT_ACCESS_TOKEN_EXPIRES = int(os.environ.get("TOKEN_TTL_S", "3600"))

@@ -8,9 +8,11 @@ def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
             with app.app_context():
-                if (self.request.delivery_info or {}).get("redelivered") or getattr(self.request, "redelivered", False):
-                    from tasks.failures import too_many_redeliveries
-                    if too_many_redeliveries(self, args):
+                # Every start is counted in the database first (RELIABILITY row 3): a step that
+                # kills its worker on every delivery is stopped there, not looped for ever.
+                if self.request.id and not self.request.called_directly:
+                    from tasks.failures import too_many_starts
+                    if too_many_starts(self, args):
                         return "gave up: its worker died on every delivery"
                 return self.run(*args, **kwargs)
 

@@ -1,8 +1,9 @@
 """Recording steps that gave up, so admins can see and retry them."""
 import logging
+import os
 
 from models import db
-from models.task_failures import count_redelivery, record_failure
+from models.task_failures import count_start, record_failure
 
 log = logging.getLogger(__name__)
 
@@ -20,31 +21,34 @@ def record_task_failure(task, exc: BaseException, args) -> None:
         db.session.rollback()
 
 
-# A step handed back this many times after its worker died, on the same attempt, is given up:
-# it is recorded for admins (and its booking left to the re-drive and hold-expiry jobs).
-MAX_REDELIVERIES = 3
+# A step started this many times more than once on the same attempt (its worker died each time)
+# is given up: recorded for admins, its booking left to the re-drive and hold-expiry jobs.
+MAX_REDELIVERIES = int(os.environ.get("TASK_MAX_REDELIVERIES", "3"))
 
 
-def too_many_redeliveries(task, args) -> bool:
-    """Count a redelivery (RELIABILITY row 3) in the database; True when the step must stop.
+def too_many_starts(task, args) -> bool:
+    """Count this start in the database (RELIABILITY row 3); True when the step must not run.
 
-    Only messages the broker handed back (worker lost, Redis restored unacked) are counted, so a
-    normal delivery costs nothing. The count is committed before the step runs: if this delivery
-    kills the worker too, the next one sees it.
+    Every start is counted, not only messages flagged as redelivered: the flag is not something
+    to rest correctness on. The normal path is one upsert and its commit. The count is committed
+    before the step runs, so if this start kills the worker too, the next one sees it. If the
+    database cannot be reached the step runs anyway (it needs the database, and will retry).
     """
     booking_id = args[0] if args else None
     try:
-        count = count_redelivery(task.request.id, task.name, booking_id, task.request.retries or 0)
+        starts = count_start(task.request.id, task.name, booking_id, task.request.retries or 0)
         db.session.commit()
     except Exception:
         db.session.rollback()
-        log.exception("could not count the redelivery of %s", task.name)
+        log.exception("could not count the start of %s", task.name)
         return False
-    if count <= MAX_REDELIVERIES:
-        log.warning("step %s for booking %s redelivered (%d) after its worker died", task.name, booking_id, count)
+    if starts <= 1 + MAX_REDELIVERIES:
+        if starts > 1:
+            log.warning("step %s for booking %s started again (%d) on the same attempt: its worker died",
+                        task.name, booking_id, starts)
         return False
-    log.error("step %s for booking %s killed its worker %d times: giving up", task.name, booking_id, count)
-    record_failure(task.name, booking_id, f"worker lost on {count} deliveries of the same attempt",
-                   (task.request.retries or 0) + count)
+    log.error("step %s for booking %s killed its worker on %d starts: giving up", task.name, booking_id, starts - 1)
+    record_failure(task.name, booking_id, f"worker lost on {starts - 1} starts of the same attempt",
+                   (task.request.retries or 0) + starts - 1)
     db.session.commit()
     return True

@@ -23,7 +23,7 @@ def private_broker(app, workdir):
     from web import create_app
     started = []
 
-    def start(name, env):
+    def start(name, env, **worker_options):
         url = app.config["REDIS_URL"].rsplit("/", 1)[0] + f"/{next(_next_db)}"
         redis.Redis.from_url(url).flushdb()
         private = create_app({"SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
@@ -31,7 +31,7 @@ def private_broker(app, workdir):
                               "JWT_SECRET_KEY": app.config["JWT_SECRET_KEY"]})
         private.extensions["celery"].conf.broker_url = url
         app.extensions["celery"].set_default()
-        proc = start_worker(workdir, name, {**env, "REDIS_URL": url})
+        proc = start_worker(workdir, name, {**env, "REDIS_URL": url}, **worker_options)
         started.append(proc)
         return private, proc
 
@@ -64,6 +64,48 @@ def test_row3_task_that_kills_its_worker_once_runs_again_and_completes(app, work
         wait_until(lambda: (workdir / "row3-once.done").exists(), 120, 0.2, "the step to run again and complete")
     finally:
         proc.stop()
+
+
+def test_row3_a_step_that_kills_its_worker_on_every_delivery_is_stopped_by_the_database(
+        app, private_broker, gateway, customer, make_show, wait_for, admin_headers, workdir):
+    """The real charge step SIGKILLs its pool process each time it starts (tests/integration/
+    killer_tasks.py). The start counter in the database stops it after 1 + TASK_MAX_REDELIVERIES
+    starts; an admin retries it once the fault is gone and the booking is paid, once."""
+    import json
+    from tasks.failures import MAX_REDELIVERIES
+    doomed = workdir / "row3-doomed"
+    doomed.write_text("")
+    deaths = workdir / "row3-doomed.deaths"
+    env = {"GATEWAY_URL": gateway.base_url, "GATEWAY_TIMEOUT_S": "2", "KILLER_BOOKINGS_FILE": str(doomed)}
+    private, proc = private_broker("row3-always", env, concurrency=1,
+                                   extra=["--include", "tests.integration.killer_tasks"])
+    client = private.test_client()
+    show = make_show(capacity=5, price=900)
+    proc.stop()  # accept the booking first, so its id is doomed before any worker sees it
+    booking_id = client.post("/bookings", headers=customer["headers"], json={
+        "show_id": show["id"], "qty": 1, "payment_method": "tok_ok"}).json["id"]
+    doomed.write_text(booking_id + "\n")
+    proc.start().wait_for_log("ready.", timeout=90)
+
+    failure = wait_until(lambda: [f for f in _failures(app, "payments.charge", booking_id) if "worker lost" in f.error],
+                         180, 0.3, "the charge to be given up")[0]
+    starts = [json.loads(line) for line in deaths.read_text().splitlines()]
+    assert len(starts) == 1 + MAX_REDELIVERIES  # every start killed its worker; the next one was refused
+    assert len({s["task_id"] for s in starts}) == 1 and {s["retries"] for s in starts} == {0}
+    assert wait_for(booking_id, status="CONFIRMED")["payment_status"] == "NONE"  # no money moved
+
+    # The worker lives on: a later booking is paid, and the doomed step did not come back.
+    other = client.post("/bookings", headers=customer["headers"], json={
+        "show_id": show["id"], "qty": 1, "payment_method": "tok_ok"}).json["id"]
+    wait_for(other, status="PAID", timeout=120)
+    assert len(deaths.read_text().splitlines()) == 1 + MAX_REDELIVERIES
+    assert len(_failures(app, "payments.charge", booking_id)) == 1
+
+    doomed.write_text("")  # the fault is fixed; an admin sends the step again
+    retried = client.post(f"/admin/task-failures/{failure.id}/retry", headers=admin_headers)
+    assert retried.status_code == 202
+    wait_for(booking_id, status="PAID", payment_status="PAID", timeout=120)
+    assert gateway.ledger(booking_id)["captured"] == failure_amount(app, booking_id) == 900
 
 
 # -- row 8: a payment step delivered twice ---------------------------------------------------

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from models import db
 from models.bookings import Booking, BookingStatus, get_booking
 from models.database import utc_now
-from models.mypage import project_ids, stale_booking_ids
+from models.mypage import project, project_ids, stale_booking_ids
 from models.outbox import enqueue
 from models.payments import Payment, PaymentStatus
 from models.shows import get_show
@@ -56,7 +56,7 @@ def expire_holds(limit: int = 200) -> int:
             if booking.payment.status == PaymentStatus.PENDING:
                 booking.payment.start_refund()
                 enqueue("payments.refund", booking_id)  # a charge may have landed late
-            enqueue("mypage.project", booking_id)
+            project([booking])
             expired += 1
         db.session.commit()
     return expired

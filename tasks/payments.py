@@ -11,6 +11,7 @@ from flask import current_app
 from gateway.client import GatewayClient, GatewayRejected
 from models import db
 from models.bookings import BookingStatus, get_booking
+from models.mypage import project
 from models.outbox import enqueue
 from models.payments import ChargeOutcome, Payment, PaymentStatus, settle_charge, settle_refund
 from models.shows import get_show
@@ -71,7 +72,7 @@ def charge(booking_id: str) -> str:
     if outcome in NEXT_STEP:
         enqueue(NEXT_STEP[outcome], booking_id)
     if outcome != ChargeOutcome.ALREADY_SETTLED:
-        enqueue("mypage.project", booking_id)
+        project([booking])
     db.session.commit()
     return outcome
 
@@ -95,7 +96,7 @@ def refund(booking_id: str) -> str:
     get_show(booking.show_id, for_update=True)
     booking = get_booking(booking_id, for_update=True)
     settle_refund(booking, captured_any)
-    enqueue("mypage.project", booking_id)
+    project([booking])
     db.session.commit()
     return "refunded" if captured_any else "nothing was captured"
 

@@ -3,7 +3,7 @@ from celery import shared_task
 
 from models import db
 from models.bookings import BookingStatus, get_booking
-from models.outbox import enqueue
+from models.mypage import project
 from models.payments import PaymentStatus
 from tasks.policy import RETRY_POLICY
 
@@ -16,6 +16,6 @@ def make_issuable(booking_id: str) -> str:
     if not booking.ticket.make_issuable():
         return f"ticket already {booking.ticket.status}"
     booking.touch()
-    enqueue("mypage.project", booking_id)
+    project([booking])
     db.session.commit()
     return "issuable"

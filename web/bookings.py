@@ -11,6 +11,7 @@ from web.fields import Text
 
 from models import db
 from models.bookings import MAX_QTY, get_customer_booking, record_booking
+from models.mypage import project
 from models.outbox import enqueue
 from models.payments import PaymentStatus
 from models.users import Role
@@ -79,7 +80,7 @@ class Bookings(MethodView):
                                           body["payment_method"], headers.get("idempotency_key"))
         if created:
             enqueue("seats.reserve", booking.id)
-            enqueue("mypage.project", booking.id)
+            project([booking])
             db.session.commit()
         return booking, 202, _location(booking)
 
@@ -112,7 +113,7 @@ class BookingCancel(MethodView):
             booking.payment.start_refund()
             enqueue("payments.refund", booking.id)
         if booking.version != version:
-            enqueue("mypage.project", booking.id)
+            project([booking])
         db.session.commit()
         return booking
 
@@ -129,6 +130,6 @@ class BookingTicket(MethodView):
         booking = get_customer_booking(booking_id, owner_filter(), for_update=True)
         if booking.ticket.issue(payment_paid=booking.payment.status == PaymentStatus.PAID):
             booking.touch()
-            enqueue("mypage.project", booking.id)
+            project([booking])
         db.session.commit()
         return {"ticket": booking.ticket}

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.database import db, new_id, utc_now
 from models.errors import Conflict, InvalidInput, NotFound
-from models.shows import Show, get_show
+from models.shows import Show
 
 
 class BookingStatus(StrEnum):

@@ -80,21 +80,25 @@ class ManagedProcess:
             self.popen.wait(10)
 
 
+def wait_healthy(process: ManagedProcess, url: str, timeout: float = 90) -> None:
+    """Wait until an HTTP process answers /healthz; fail at once (with its log) if it exits."""
+    def healthy():
+        if process.popen.poll() is not None:
+            raise AssertionError(f"{process.name} exited:\n{process.log()[-3000:]}")
+        try:
+            return requests.get(url + "/healthz", timeout=2).ok
+        except requests.RequestException:
+            return False
+    wait_until(healthy, timeout, 0.2, f"{process.name} to answer /healthz")
+
+
 def start_gateway(folder: Path) -> tuple[ManagedProcess, str]:
     port = free_port()
     process = ManagedProcess("gateway", [str(BIN / "python"), "-m", "gateway", "--host", "127.0.0.1",
                                          "--port", str(port), "--db", str(folder / "gateway.sqlite3")],
                              folder / "gateway.log").start()
     url = f"http://127.0.0.1:{port}"
-
-    def healthy():
-        if process.popen.poll() is not None:
-            raise AssertionError(f"gateway exited:\n{process.log()[-3000:]}")
-        try:
-            return requests.get(url + "/healthz", timeout=1).ok
-        except requests.RequestException:
-            return False
-    wait_until(healthy, 60, 0.2, "the gateway sandbox")
+    wait_healthy(process, url, 60)
     return process, url
 
 

@@ -12,9 +12,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
-import requests
 
-from tests.processes import BIN, ManagedProcess, free_port, wait_until
+from tests.processes import BIN, ManagedProcess, free_port, wait_healthy
 
 
 def private_broker(index: int) -> str:
@@ -32,15 +31,7 @@ def start_api(folder: Path, env: dict, name: str = "api", workers: int = 2) -> t
                              {"BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers), "WEB_THREADS": "4",
                               **env}).start()
     url = f"http://127.0.0.1:{port}"
-
-    def healthy():
-        if process.popen.poll() is not None:
-            raise AssertionError(f"gunicorn exited:\n{process.log()[-3000:]}")
-        try:
-            return requests.get(url + "/healthz", timeout=2).ok
-        except requests.RequestException:
-            return False
-    wait_until(healthy, 90, 0.2, "gunicorn to answer /healthz")
+    wait_healthy(process, url, 90)
     return process, url
 
 

@@ -20,6 +20,7 @@ STANDARD_ERRORS = {
     404: "Not found (or not yours)",
     409: "The resource's state does not allow this",
     413: "The request body is too large",
+    415: "The request body is not JSON (send Content-Type: application/json)",
     422: "Invalid input: `errors` tells which field and why",
     429: "Rate limited: retry after the Retry-After header's seconds",
 }
@@ -41,6 +42,8 @@ def documented_errors(blp, *codes: int, **descriptions: str):
     `codes` use STANDARD_ERRORS' descriptions; `descriptions` (e.g. e409="...") override them.
     """
     wanted = dict.fromkeys(codes)
+    if 400 in wanted:  # an operation that reads a JSON body also refuses other media types
+        wanted.setdefault(415, None)
     for key, text in descriptions.items():
         wanted[int(key.lstrip("e"))] = text
 
@@ -91,9 +94,13 @@ def init_app(app: Flask) -> None:
             return error_body(422, "the URL must not contain NUL characters"), 422
         if request.url_rule is None:
             return None
-        allowed = _query_parameters(app, api).get((request.url_rule.rule, request.method.lower()))
-        if allowed is None:
+        operation = _operations(app, api).get((request.url_rule.rule, request.method.lower()))
+        if operation is None:
             return None  # not an API operation (docs, spec, assets)
+        allowed, takes_json = operation
+        if takes_json and not request.is_json:
+            # Without this a form or text body reads as "no fields" and gets a misleading 422.
+            return error_body(415, "the request body must be JSON (Content-Type: application/json)"), 415
         unknown = sorted(set(request.args) - allowed)
         if unknown:
             return error_body(422, "the request has invalid fields",
@@ -108,9 +115,10 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, api.handle_http_exception)
 
 
-def _query_parameters(app: Flask, api) -> dict:
-    """(flask rule, method) -> the query parameter names its OpenAPI operation declares."""
-    cached = app.extensions.get("query_parameters")
+def _operations(app: Flask, api) -> dict:
+    """(flask rule, method) -> (the query parameter names its OpenAPI operation declares,
+    whether it reads a JSON request body)."""
+    cached = app.extensions.get("api_operations")
     if cached is None:
         import re
         cached = {}
@@ -122,8 +130,9 @@ def _query_parameters(app: Flask, api) -> dict:
                     continue
                 names = {p.get("name") for p in [*shared, *operation.get("parameters", [])]
                          if isinstance(p, dict) and p.get("in") == "query"}
-                cached[(rule, method)] = names
+                takes_json = "application/json" in operation.get("requestBody", {}).get("content", {})
+                cached[(rule, method)] = (names, takes_json)
                 if method == "get":
-                    cached[(rule, "head")] = names
-        app.extensions["query_parameters"] = cached
+                    cached[(rule, "head")] = (names, False)
+        app.extensions["api_operations"] = cached
     return cached

@@ -69,6 +69,11 @@ def pytest_configure(config):
         "E2E_REDIS_URL": _with_db(redis_url, 2),
         "BOXOFFICE_INSTANCE": str(instance),
         "HOLD_MINUTES": "10",
+        # Rate limits stay on, but the whole suite comes from 127.0.0.1 far faster than a person;
+        # test_rate_limits.py sets low limits on its own servers to check them.
+        "RATE_LIMIT_AUTH": "100000/minute",
+        "RATE_LIMIT_AUTH_FAILURES": "100000/minute",
+        "RATE_LIMIT_BOOKINGS": "100000/minute",
     })
     import redis
     for key in ("REDIS_URL", "E2E_REDIS_URL"):

@@ -7,6 +7,7 @@ and the bookings it makes go to a broker database of their own (no worker consum
 """
 import http.client
 import json
+import os
 import re
 import secrets
 from collections import Counter
@@ -17,7 +18,7 @@ import redis
 
 from stack.embedded import EmbeddedRedis
 from tests.integration.observed_stack import private_broker, start_api
-from tests.processes import free_port, wait_until
+from tests.processes import ROOT, free_port, wait_until
 
 ACCESS = re.compile(r"^<(\d+)> (\w+) (\S+) (\d{3}) (\S+)$", re.M)
 
@@ -209,3 +210,20 @@ def test_with_the_limiters_redis_down_bookings_are_accepted_under_a_per_process_
     assert api.call("POST", "/auth/token", {"email": email, "password": "password-1"})[0] == 200
     assert api.call("POST", "/auth/token", {"email": email, "password": "wrong-pass"})[0] == 401
     assert "Traceback" not in api.process.log()
+
+
+def test_the_default_limits_are_generous_for_a_person_and_strict_for_a_bot():
+    """SPEC §5: a customer may make dozens of bookings a minute; password guessing is stopped."""
+    import subprocess
+    import sys
+    from limits import parse
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RATE_LIMIT")}
+    out = subprocess.run([sys.executable, "-c", "from web.config import Config as C; "
+                          "print(C.RATE_LIMIT_BOOKINGS, C.RATE_LIMIT_AUTH, C.RATE_LIMIT_AUTH_FAILURES, "
+                          "C.RATE_LIMIT_FALLBACK, C.RATELIMIT_ENABLED)"],
+                         env=env, cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    per_minute = [parse(text).amount * 60 / parse(text).get_expiry() for text in out[:4]]
+    bookings, auth, failures, fallback = per_minute
+    assert out[4] == "True"
+    assert bookings >= 60 and auth >= 60 and fallback >= bookings
+    assert failures <= 60

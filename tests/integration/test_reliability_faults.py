@@ -7,6 +7,7 @@ Row 9 is here too: two workers given the same step at once, row locks the only c
 import os
 import signal
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
@@ -262,3 +263,37 @@ def test_row7c_a_step_published_again_by_the_relay_is_deduplicated_by_its_consum
     assert state["remaining"] == 2  # seats held once
     ledger = gateway.ledger(booking_id)
     assert (ledger["captured"], ledger["charges"], ledger["refunded"]) == (1440, 1, 0)  # charged once
+
+
+# -- row 9: no correctness rests on a lock with a timeout ------------------------------------------
+
+def test_row9_the_same_steps_in_two_worker_processes_at_once_take_effect_once(app, clean, gateway, customer,
+                                                                              make_show, booking_state, wait_for):
+    """No celery-once / singleton lock: the duplicate deliveries run, concurrently, in two worker
+    processes, and the row locks and the gateway idempotency key alone make them one effect."""
+    requirements = (Path(__file__).resolve().parents[2] / "requirements.txt").read_text().lower()
+    assert "celery-once" not in requirements and "celery_once" not in requirements
+    assert "celery-singleton" not in requirements
+    other = private_app(app, clean.url)
+    celery = other.extensions["celery"]
+    one_each = {"CELERY_PREFETCH": "1"}  # concurrency 1, prefetch 1: a busy worker takes nothing more
+    first = clean.worker(concurrency=1, extra_env=one_each)
+    second = clean.worker(concurrency=1, extra_env=one_each)
+    gateway.set_faults(latency_ms=2000)  # the charge is slow: its duplicate runs while it waits
+    show = make_show(capacity=6, price=990)
+    booking_id = clean.book(customer, show["id"], qty=3)
+    with other.app_context():
+        celery.send_task("seats.reserve", args=[booking_id])  # two reserves at once
+    wait_until(lambda: booking_state(booking_id)["payment_status"] == "PENDING", 90, 0.05, "the charge to start")
+    with other.app_context():
+        celery.send_task("payments.charge", args=[booking_id])  # the other worker takes it
+    wait_for(booking_id, status="PAID", payment_status="PAID", ticket_status="ISSUABLE", timeout=90)
+
+    def charged_by(worker):
+        return [r for r in json_lines(worker.log()) if r.get("booking_id") == booking_id
+                and r.get("task") == "payments.charge" and r.get("state") == "SUCCESS"]
+    wait_until(lambda: charged_by(first) and charged_by(second), 90, 0.2, "both workers to run the charge")
+    gateway.clear_faults()
+    assert booking_state(booking_id)["remaining"] == 3  # seats held once
+    ledger = gateway.ledger(booking_id)
+    assert (ledger["captured"], ledger["charges"], ledger["refunded"]) == (2970, 1, 0)  # charged once

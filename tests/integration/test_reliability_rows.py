@@ -290,3 +290,20 @@ def test_row13_open_breaker_makes_charges_wait_not_fail(app, private_broker, gat
         gateway.clear_faults()
         redis.Redis.from_url(app.config["REDIS_URL"]).delete(
             *[f"pybreaker:boxoffice:gateway:{k}" for k in ("state", "fail_counter", "success_counter", "opened_at")])
+
+
+# -- row 14: real worker processes, not eager mode ---------------------------------------------
+
+def test_row14_integration_tests_run_real_worker_processes_that_can_be_killed(app, worker, customer, make_show,
+                                                                              book, wait_for):
+    import os
+    import signal
+    assert app.extensions["celery"].conf.task_always_eager is False
+    assert worker.pid != os.getpid() and worker.popen.poll() is None
+    children = worker.children()
+    assert children and os.getpid() not in children  # a prefork pool of separate processes
+    os.kill(children[0], signal.SIGKILL)
+    wait_until(lambda: children[0] not in worker.children() and len(worker.children()) == len(children), 60, 0.1,
+               "the worker to replace its killed pool process")
+    booking_id = book(customer, make_show(capacity=2)["id"]).json["id"]
+    wait_for(booking_id, status="PAID", timeout=90)  # steps run in that other process, after the kill

@@ -1,0 +1,59 @@
+"""GET /admin/consistency: the SPEC §4 report over HTTP, after a real lifecycle (worker process,
+gateway sandbox), and a deliberately corrupted show reported as disagreeing. Other tests leave
+deliberately odd rows in the shared database, so this one looks at its own show and bookings."""
+from sqlalchemy import text
+
+
+def report(app, admin_headers):
+    response = app.test_client().get("/admin/consistency", headers=admin_headers)
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def test_consistency_report_agrees_after_a_lifecycle_and_finds_a_corrupted_show(
+        app, worker, gateway, customer, make_show, book, wait_for, admin_headers):
+    show = make_show(capacity=5, price=1200)
+    paid = book(customer, show["id"], qty=2).json["id"]
+    cancelled = book(customer, show["id"], qty=1).json["id"]
+    declined = book(customer, show["id"], qty=1, payment_method="tok_declined").json["id"]
+    wait_for(paid, status="PAID", ticket_status="ISSUABLE")
+    wait_for(cancelled, status="PAID")
+    assert app.test_client().post(f"/bookings/{cancelled}/cancel", headers=customer["headers"]).status_code == 202
+    wait_for(cancelled, status="CANCELLED", payment_status="REFUNDED")
+    wait_for(declined, status="PAYMENT_FAILED")
+    mine = {paid, cancelled, declined}
+
+    def settled():
+        body = report(app, admin_headers)
+        return body if not mine & set(body["mypage_mismatches"]) else None
+    from tests.processes import wait_until
+    body = wait_until(settled, 60, 0.2, "the my page to catch up")
+    row = next(s for s in body["shows"] if s["show_id"] == show["id"])
+    assert row == {"show_id": show["id"], "title": show["title"], "capacity": 5, "remaining": 3, "held": 2,
+                   "agrees": True, "oversold": False}
+    assert not mine & {problem["booking_id"] for problem in body["money_problems"]}
+    assert not mine & set(body["unsettled"]) and not mine & set(body["issued_on_refunded"])
+    assert set(body["counts"]) >= {"oversold", "double_charges", "missing_refunds", "money_mismatches",
+                                   "issued_on_refunded", "mypage_mismatches", "stuck"}
+
+    from models import db
+    with app.app_context():  # corrupt it: a seat vanishes from the show
+        db.session.execute(text("UPDATE shows SET remaining = remaining - 1 WHERE id = :id"), {"id": show["id"]})
+        db.session.commit()
+    try:
+        body = report(app, admin_headers)
+        row = next(s for s in body["shows"] if s["show_id"] == show["id"])
+        assert (row["remaining"], row["held"], row["agrees"]) == (2, 2, False)
+        assert body["consistent"] is False and body["counts"]["oversold"] >= 1
+    finally:
+        with app.app_context():
+            db.session.execute(text("UPDATE shows SET remaining = remaining + 1 WHERE id = :id"), {"id": show["id"]})
+            db.session.commit()
+            db.session.remove()
+
+
+def test_consistency_report_is_for_admins_only(app, customer):
+    client = app.test_client()
+    assert client.get("/admin/consistency", headers=customer["headers"]).status_code == 403
+    assert client.get("/admin/consistency").status_code == 401
+    assert client.get("/admin/task-failures", headers=customer["headers"]).status_code == 403

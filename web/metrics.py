@@ -126,7 +126,16 @@ def consistency_violations() -> dict[str, int]:
         "seats": sum(1 for show in consistency.show_report() if not show["agrees"] or show["oversold"]),
         "issued_on_refunded": len(consistency.issued_on_refunded()),
         "mypage": len(consistency.mypage_mismatches()),
+        # Not final yet: normal while steps run; a value that stays up means stuck bookings.
+        "unsettled": _unsettled(),
     }
+
+
+def _unsettled() -> int:
+    from models import db
+    from models.bookings import FINAL_STATUSES, Booking
+    return db.session.scalar(select(func.count()).select_from(Booking)
+                             .where(Booking.status.not_in(list(FINAL_STATUSES))))
 
 
 def _seat_mismatches() -> int:

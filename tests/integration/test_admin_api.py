@@ -45,6 +45,12 @@ def test_consistency_report_agrees_after_a_lifecycle_and_finds_a_corrupted_show(
         row = next(s for s in body["shows"] if s["show_id"] == show["id"])
         assert (row["remaining"], row["held"], row["agrees"]) == (2, 2, False)
         assert body["consistent"] is False and body["counts"]["oversold"] >= 1
+        # The same database-only checks are gauges on /metrics, for alerts.
+        metrics = app.test_client().get("/metrics").get_data(as_text=True)
+        gauges = {line.split('invariant="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+                  for line in metrics.splitlines() if line.startswith("boxoffice_consistency_violations{")}
+        assert gauges["seats"] >= 1
+        assert {"issued_on_refunded", "mypage", "unsettled"} <= set(gauges)
     finally:
         with app.app_context():
             db.session.execute(text("UPDATE shows SET remaining = remaining + 1 WHERE id = :id"), {"id": show["id"]})

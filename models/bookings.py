@@ -13,10 +13,11 @@ from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Identity, Index, Integer, String,
-    UniqueConstraint, func, select, text,
+    UniqueConstraint, select, text,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models.database import db, new_id, utc_now
 from models.errors import Conflict, InvalidInput, NotFound
@@ -56,7 +57,7 @@ class Booking(db.Model):
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    # Arrival order. Bookings for one show are committed one at a time (see record_booking),
+    # Arrival order. Drawn under a per-show lock held until commit (see take_arrival_turn),
     # so seq order is also commit order and the reservation step can trust it.
     seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
@@ -165,8 +166,7 @@ def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str
                    idempotency_key: str | None = None) -> tuple[Booking, bool]:
     """Record a PENDING booking with its payment and ticket. Returns (booking, created).
 
-    Takes a per-show transaction lock so bookings for one show commit in seq order: arrival
-    order is then the same as the order the reservation step sees them.
+    The caller must call take_arrival_turn() as the last statement before committing.
     """
     from models.payments import Payment
     from models.tickets import Ticket
@@ -183,7 +183,6 @@ def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str
         raise InvalidInput("show does not exist", {"show_id": ["unknown show"]})
     if not show.sales_open():
         raise Conflict("sales for this show are closed")
-    db.session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(show_id, 0))))
     booking = Booking(customer_id=customer_id, show_id=show_id, qty=qty, amount=show.price * qty,
                       payment_method=payment_method, idempotency_key=idempotency_key,
                       request_fingerprint=print_, status=BookingStatus.PENDING, seats_held=False, version=1)
@@ -200,6 +199,28 @@ def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str
             raise
         return _replay(existing, print_), False
     return booking, True
+
+
+_TAKE_TURN = text("""
+    WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended(:show_id, 0)))
+    UPDATE bookings SET seq = nextval(pg_get_serial_sequence('bookings', 'seq'))
+    FROM turn WHERE bookings.id = :booking_id
+    RETURNING bookings.seq
+""")
+
+
+def take_arrival_turn(booking: Booking) -> int:
+    """Give a new booking its arrival number, as the last statement before its commit.
+
+    Bookings for one show must become visible in arrival (seq) order, or the reservation step
+    could decide a later booking before an earlier one it cannot see yet. So the number is drawn
+    under a per-show transaction lock, held from here to the commit: one statement and the
+    commit, instead of the whole request, which keeps bookings for one show flowing.
+    """
+    db.session.flush()
+    seq = db.session.execute(_TAKE_TURN, {"show_id": booking.show_id, "booking_id": booking.id}).scalar_one()
+    set_committed_value(booking, "seq", seq)
+    return seq
 
 
 def get_booking(booking_id: str, *, for_update: bool = False) -> Booking:

@@ -10,7 +10,7 @@ from marshmallow import Schema, fields, validate
 from web.fields import Text
 
 from models import db
-from models.bookings import MAX_QTY, get_customer_booking, record_booking
+from models.bookings import MAX_QTY, get_customer_booking, record_booking, take_arrival_turn
 from models.mypage import project
 from models.outbox import enqueue
 from models.payments import PaymentStatus
@@ -81,6 +81,7 @@ class Bookings(MethodView):
         if created:
             enqueue("seats.reserve", booking.id)
             project([booking])
+            take_arrival_turn(booking)  # last before commit: holds the show's arrival lock
             db.session.commit()
         return booking, 202, _location(booking)
 

@@ -55,12 +55,15 @@ def _failures(app, task, booking_id=None):
 # -- row 3: a worker SIGKILLed by its own task ------------------------------------------------
 
 def test_row3_task_that_kills_its_worker_once_runs_again_and_completes(app, workdir, worker_env):
-    proc = start_worker(workdir, "row3-once", worker_env, queues="payments", concurrency=1,
+    # A queue of its own: the package's shared worker (all context queues, without this test-only
+    # step) must not take the message and drop it as unknown.
+    proc = start_worker(workdir, "row3-once", worker_env, queues="reliability-row3", concurrency=1,
                         extra=["--include", "tests.integration.reliability_tasks"])
     try:
         marker = str(workdir / "row3-once")
         with app.app_context():
-            app.extensions["celery"].send_task("payments.reliability_dies_once", args=[marker])
+            app.extensions["celery"].send_task("payments.reliability_dies_once", args=[marker],
+                                               queue="reliability-row3")
         wait_until(lambda: (workdir / "row3-once.done").exists(), 120, 0.2, "the step to run again and complete")
     finally:
         proc.stop()

@@ -1,7 +1,7 @@
 """Steps that exhausted their retries: kept for admins to see and retry (Redis has no dead-letter queue)."""
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Identity, Integer, String, Text, case, func
+from sqlalchemy import BigInteger, DateTime, Identity, Integer, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.database import db, utc_now
@@ -45,22 +45,26 @@ class TaskStart(db.Model):
                                                  index=True)
 
 
-def count_start(task_id: str, task: str, booking_id: str | None, retries: int) -> int:
-    """Count one more start of this attempt, in one statement; returns the starts of this attempt
-    (1 normally). A retry (a higher retry number) starts counting again. Committed by the caller."""
-    from sqlalchemy.dialects.postgresql import insert
+# One round trip on every step start, so plain SQL: it also tells PostgreSQL not to wait for the
+# disk on this commit (a count lost to a database crash costs at most a few more starts; a killed
+# worker does not lose a committed count).
+_COUNT_START = text("""
+    WITH no_fsync AS (SELECT set_config('synchronous_commit', 'off', true))
+    INSERT INTO task_starts (task_id, task, booking_id, retries, starts, updated_at)
+    SELECT :task_id, :task, :booking_id, :retries, 1, now() FROM no_fsync
+    ON CONFLICT (task_id) DO UPDATE SET
+        starts = CASE WHEN task_starts.retries = excluded.retries THEN task_starts.starts + 1 ELSE 1 END,
+        retries = excluded.retries,
+        updated_at = excluded.updated_at
+    RETURNING starts
+""")
 
-    stmt = insert(TaskStart).values(task_id=task_id, task=task, booking_id=booking_id,
-                                    retries=retries, starts=1, updated_at=func.now())
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[TaskStart.task_id],
-        set_={
-            "starts": case((TaskStart.retries == stmt.excluded.retries, TaskStart.starts + 1), else_=1),
-            "retries": stmt.excluded.retries,
-            "updated_at": stmt.excluded.updated_at,
-        },
-    ).returning(TaskStart.starts)
-    return db.session.execute(stmt).scalar_one()
+
+def count_start(task_id: str, task: str, booking_id: str | None, retries: int) -> int:
+    """Count one more start of this attempt; returns the starts of this attempt (1 normally).
+    A retry (a higher retry number) starts counting again. Committed by the caller."""
+    return db.session.execute(_COUNT_START, {"task_id": task_id, "task": task, "booking_id": booking_id,
+                                             "retries": retries}).scalar_one()
 
 
 def prune_starts(older_than_s: int) -> int:

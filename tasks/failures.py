@@ -2,8 +2,6 @@
 import logging
 import os
 
-from sqlalchemy import text
-
 from models import db
 from models.task_failures import count_start, record_failure
 
@@ -38,9 +36,6 @@ def too_many_starts(task, args) -> bool:
     """
     booking_id = args[0] if args else None
     try:
-        # No need to wait for the disk: a lost count (only if PostgreSQL itself crashes) costs at
-        # most a few more starts, and a killed worker does not lose a committed count.
-        db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
         starts = count_start(task.request.id, task.name, booking_id, task.request.retries or 0)
         db.session.commit()
     except Exception:

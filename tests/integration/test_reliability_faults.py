@@ -110,6 +110,31 @@ def any_charge_in_flight(booking_state, ids):
     return any(booking_state(i)["payment_status"] == "PENDING" for i in ids)
 
 
+# -- row 1: a step still running when the visibility timeout passes is delivered again ----------
+
+def test_row1_steps_redelivered_past_the_visibility_timeout_still_take_effect_once(
+        app, clean, gateway, customer, make_show, wait_for):
+    """Two workers on a broker whose visibility timeout (2 s) is far shorter than a charge (the
+    gateway answers after 6 s; the workers look for overdue messages every second): Redis hands
+    running charges out again, and two workers run the same charge at once. The gateway's
+    idempotency key and the row locks keep it to one charge."""
+    from models import db
+    from models.task_failures import TaskStart
+    short = {"UNSAFE_TEST_VISIBILITY_TIMEOUT_S": "2", "CELERY_PREFETCH": "1", "GATEWAY_TIMEOUT_S": "30"}
+    clean.worker(concurrency=2, extra_env=short)
+    clean.worker(concurrency=2, extra_env=short)
+    show = make_show(capacity=10, price=400)
+    gateway.set_faults(latency_ms=6000)
+    ids = [clean.book(customer, show["id"]) for _ in range(3)]
+    assert_paid_exactly_once(app, gateway, wait_for, ids, private=clean)
+
+    with app.app_context():
+        starts = db.session.scalars(select(TaskStart.starts).where(
+            TaskStart.task == "payments.charge", TaskStart.booking_id.in_(ids))).all()
+        db.session.remove()
+    assert max(starts) >= 2, f"no charge was delivered twice (starts per charge: {starts})"
+
+
 # -- row 4: a worker SIGKILLed mid-run ---------------------------------------------------------
 
 def test_row4_sigkilled_pool_children_and_main_process_lose_no_booking(app, clean, gateway, customer, make_show,

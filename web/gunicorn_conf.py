@@ -1,4 +1,5 @@
 """gunicorn settings for the API (`gunicorn --config web/gunicorn_conf.py wsgi:app`)."""
+import glob
 import os
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
@@ -14,3 +15,21 @@ keepalive = 5
 accesslog = os.environ.get("ACCESS_LOG") or None
 # gunicorn's control socket would be shared by every gunicorn of this user; we don't use it.
 control_socket_disable = True
+
+
+# prometheus-client multiprocess mode (web/metrics.py): each worker writes its counters to
+# PROMETHEUS_MULTIPROC_DIR. The folder starts empty on every start of the server, or counters of
+# the previous run would be added to this one's; a worker that exits is marked dead so its gauges
+# stop counting (its counters stay, as the library documents).
+def on_starting(server):
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        for stale in glob.glob(os.path.join(folder, "*.db")):
+            os.remove(stale)
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(worker.pid)

@@ -115,3 +115,26 @@ def test_worker_reports_queue_depth_per_queue(observed):
                          30, 0.2, "the queue depth gauge")
     assert value(samples, "boxoffice_queue_length", queue="seats") == 0
     assert value(samples, "boxoffice_queue_unacked_messages") is not None
+
+
+def test_a_restarted_api_starts_its_counters_from_zero(workdir, gateway):
+    """Counters left in the multiprocess folder by a previous run are not added to the new one."""
+    folder = workdir / "metrics-restart"
+    env = {"REDIS_URL": private_broker(11), "GATEWAY_URL": gateway.base_url,
+           "PROMETHEUS_MULTIPROC_DIR": str(folder / "prom-api")}
+    labels = {"endpoint": "/healthz", "method": "GET", "status": "200"}
+    api, url = start_api(folder, env, name="restart-api")
+    try:
+        for _ in range(20):
+            requests.get(url + "/healthz", timeout=10)
+        assert value(scrape(url + "/metrics"), "boxoffice_http_requests_total", **labels) >= 20
+    finally:
+        api.stop()
+    assert list((folder / "prom-api").glob("*.db"))  # the first run left its files behind
+
+    api, url = start_api(folder, env, name="restart-api-2")
+    try:
+        counted = value(scrape(url + "/metrics"), "boxoffice_http_requests_total", **labels) or 0
+        assert counted < 20  # only the new run's own health checks
+    finally:
+        api.stop()

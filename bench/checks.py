@@ -7,32 +7,31 @@ from __future__ import annotations
 HOLDING = ("CONFIRMED", "PAID")
 
 
-def fairness_violations(bookings: list[dict]) -> int:
-    """SPEC §4.6: a later booking never gets seats while an earlier one for the same or fewer
-    seats was rejected. `bookings` are one show's rows (seq, qty, status) in seq order."""
-    violations = 0
-    for i, earlier in enumerate(bookings):
-        if earlier["status"] != "REJECTED":
-            continue
-        violations += sum(1 for later in bookings[i + 1:]
-                          if later["qty"] >= earlier["qty"] and later["status"] in HOLDING)
-    return violations
+def fairness_violations_realtime(bookings: list[dict]) -> int:
+    """SPEC §4.6 by real time: pairs (A, B) where A's request was answered before B's was sent,
+    A was REJECTED, B holds seats and asked for at least A's qty. Requests in flight together
+    have no order between them. Rows are one show's bookings with qty, status, sent, answered.
 
-
-def fairness_violations_fast(bookings: list[dict]) -> int:
-    """The same count as fairness_violations in O(n · max qty), for large runs.
-
-    Walks the bookings from the last one back, keeping how many later holding bookings asked for
-    at least q seats, for every q seen."""
+    O(n log n + n · distinct qty): the rejected, by answered time, are counted per qty as the
+    holding ones are swept by sent time."""
+    rejected = sorted((b["answered"], b["qty"]) for b in bookings if b["status"] == "REJECTED")
+    holding = sorted((b["sent"], b["qty"]) for b in bookings if b["status"] in HOLDING)
     counts: dict[int, int] = {}
-    violations = 0
-    for booking in reversed(bookings):
-        qty = booking["qty"]
-        if booking["status"] == "REJECTED":
-            violations += sum(n for q, n in counts.items() if q >= qty)
-        elif booking["status"] in HOLDING:
-            counts[qty] = counts.get(qty, 0) + 1
+    next_rejected = violations = 0
+    for sent, qty in holding:
+        while next_rejected < len(rejected) and rejected[next_rejected][0] < sent:
+            rejected_qty = rejected[next_rejected][1]
+            counts[rejected_qty] = counts.get(rejected_qty, 0) + 1
+            next_rejected += 1
+        violations += sum(n for q, n in counts.items() if q <= qty)
     return violations
+
+
+def fairness_violations_realtime_reference(bookings: list[dict]) -> int:
+    """The same count, pair by pair, word for word the definition (for the tests)."""
+    return sum(1 for a in bookings for b in bookings
+               if a["answered"] < b["sent"] and a["status"] == "REJECTED" and b["status"] in HOLDING
+               and b["qty"] >= a["qty"])
 
 
 def oversold(capacity: int, remaining: int, bookings: list[dict]) -> int:

@@ -28,7 +28,7 @@ import psutil
 import psycopg
 
 from stack.embedded import free_port
-from stack.processes import REPO_ROOT, process_env, stack_processes
+from stack.processes import REPO_ROOT, WORKER_METRICS_PORTS, process_env, stack_processes
 from stack.supervisor import Stack
 
 from bench import checks
@@ -38,6 +38,7 @@ log = logging.getLogger("bench")
 FINAL = ("PAID", "REJECTED", "PAYMENT_FAILED", "EXPIRED", "CANCELLED")
 DECIDED = ("CONFIRMED",) + FINAL
 WORKER_PROCESSES = ("worker-booking", "worker-payments", "worker-maintenance")
+RESERVE_TASKS = ("seats.reserve", "seats.reserve_show")
 
 
 def plain_url(url: str) -> str:
@@ -244,6 +245,50 @@ class ProgressPoller(threading.Thread):
         return None
 
 
+class ReserveStepClock:
+    """Seconds the booking worker has spent inside the reservation step, from the step-duration
+    histogram its metrics port serves (tasks/telemetry.py): seat decisions per second of the step
+    itself, not bounded by how fast the API accepts."""
+
+    def __init__(self, bench: BenchStack):
+        port = WORKER_METRICS_PORTS["worker-booking"]
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        # The port is fixed by the process list: make sure it is this run's worker that serves it.
+        worker = psutil.Process(bench.stack.process("worker-booking").pid)
+        if not any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in worker.net_connections("tcp")):
+            raise RuntimeError(f"port {port} is not served by this run's booking worker (another stack running?)")
+
+    def read(self) -> dict[str, float]:
+        from prometheus_client.parser import text_string_to_metric_families
+        with urllib.request.urlopen(self.url, timeout=10) as response:
+            text = response.read().decode()
+        wanted = {"boxoffice_task_duration_seconds_sum": "seconds", "boxoffice_task_duration_seconds_count": "ended",
+                  "boxoffice_tasks_started_total": "started"}
+        totals = {"seconds": 0.0, "ended": 0.0, "started": 0.0, "seats_queue": 0.0, "unacked": 0.0}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in wanted and sample.labels.get("task") in RESERVE_TASKS:
+                    totals[wanted[sample.name]] += sample.value
+                elif sample.name == "boxoffice_queue_length" and sample.labels.get("queue") == "seats":
+                    totals["seats_queue"] = sample.value
+                elif sample.name == "boxoffice_queue_unacked_messages":
+                    totals["unacked"] = sample.value
+        return totals
+
+    def seconds_when_quiet(self, timeout: float = 60.0) -> float:
+        """The step's seconds once no reservation message is left: after every booking is final,
+        the "already decided" exits of a backlog still count as time in the step."""
+        deadline = time.monotonic() + timeout
+        while True:
+            totals = self.read()
+            if totals["started"] == totals["ended"] and not totals["seats_queue"] and not totals["unacked"]:
+                return totals["seconds"]
+            if time.monotonic() > deadline:
+                log.warning("reservation step not quiet after %.0fs: %s", timeout, totals)
+                return totals["seconds"]
+            time.sleep(0.2)
+
+
 # -- the rush ---------------------------------------------------------------------------------
 
 def rush(bench: BenchStack, requests: int, seats: int, customers: int, workdir: Path) -> dict:
@@ -254,6 +299,8 @@ def rush(bench: BenchStack, requests: int, seats: int, customers: int, workdir: 
     rng = random.Random(options.seed)
     items = [[rng.randrange(customers), {"show_id": show_id, "qty": rng.randint(1, 4), "payment_method": "tok_ok"}]
              for _ in range(requests)]
+    clock = ReserveStepClock(bench)
+    step_s_before = clock.seconds_when_quiet()
     poller = ProgressPoller(bench.db_url, show_id)
     poller.start()
     log.info("rush: %d requests for %d seats from %d customers at %d connections",
@@ -271,6 +318,7 @@ def rush(bench: BenchStack, requests: int, seats: int, customers: int, workdir: 
     all_decided_at = poller.first_time(lambda c: sum(c.get(s, 0) for s in DECIDED) >= accepted)
     settle_s = all_final_at - started
     decide_s = all_decided_at - started
+    step_s = clock.seconds_when_quiet() - step_s_before
     figures = {
         "requests": requests,
         "seats": seats,
@@ -283,18 +331,21 @@ def rush(bench: BenchStack, requests: int, seats: int, customers: int, workdir: 
         "load_s": load["elapsed_s"],
         "settle_s": settle_s,
         "settled_per_s": accepted / settle_s if settle_s > 0 else 0.0,
+        "reserve_step_s": step_s,
+        "reservations_per_s": accepted / step_s if step_s > 0 else None,
         "reserve_s": decide_s,
-        "reservations_per_s": accepted / decide_s if decide_s > 0 else 0.0,
+        "reservations_e2e_per_s": accepted / decide_s if decide_s > 0 else 0.0,
         "statuses": load["statuses"],
         "errors": load["errors"],
         "loadgen_cpu_pct": load["loadgen_cpu_pct"],
     }
-    figures.update(check_show(bench, show_id))
+    figures.update(check_show(bench, show_id, result))
     return figures
 
 
-def check_show(bench: BenchStack, show_id: str) -> dict:
-    """oversold, fairness_violations and ledger_mismatches for one show."""
+def check_show(bench: BenchStack, show_id: str, load_result: dict) -> dict:
+    """oversold, fairness_violations and ledger_mismatches for one show. Fairness is judged by
+    when each booking's request was sent and answered (the load result, joined by booking id)."""
     from gateway.client import GatewayClient
     with psycopg.connect(bench.db_url) as connection:
         capacity, remaining = connection.execute(
@@ -313,9 +364,14 @@ def check_show(bench: BenchStack, show_id: str) -> dict:
     for row in rows:
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1
     held = sum(row["qty"] for row in rows if row["seats_held"])
+    times = {booking_id: (sent, answered) for booking_id, sent, answered
+             in zip(load_result["ids"], load_result["sent_s"], load_result["answered_s"]) if booking_id}
+    timed = [{**row, "sent": times[row["id"]][0], "answered": times[row["id"]][1]}
+             for row in rows if row["id"] in times]
     return {
         "oversold": checks.oversold(capacity, remaining, rows),
-        "fairness_violations": checks.fairness_violations_fast(rows),
+        "fairness_violations": checks.fairness_violations_realtime(timed),
+        "fairness_untimed_bookings": len(rows) - len(timed),
         "ledger_mismatches": checks.ledger_mismatches(rows, ledger),
         "seats_sold": held,
         "seats_remaining": remaining,
@@ -448,7 +504,7 @@ def baselines(bench: BenchStack, requests: int, customers: int, noop_tasks: int,
 
 def ratios(figures: dict) -> dict:
     def ratio(a, b):
-        return figures[a] / figures[b] if figures.get(b) else None
+        return figures[a] / figures[b] if figures.get(a) is not None and figures.get(b) else None
     return {
         "ratio_settled_vs_celery_noop": ratio("settled_per_s", "celery_noop_per_s"),
         "ratio_reservations_vs_pg_hot_row": ratio("reservations_per_s", "pg_hot_row_tps"),

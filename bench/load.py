@@ -4,6 +4,8 @@
 request bodies and the bearer tokens; the result holds every latency, the status counts, the
 wall-clock window (time.time(), so the harness can line it up with what it saw in the database)
 and the CPU time this process used, so a run can show the load generator was not the bottleneck.
+Per request it also holds when it was sent and answered (seconds after started_at) and the id in a
+202 answer's body: the real-time arrival order that the fairness check (SPEC §4.6) is judged by.
 
 Its own process (and asyncio with aiohttp in it) keeps the generator's CPU off the harness and
 cheap per request: on a 2-core machine a thread-per-connection client would eat the CPU it measures.
@@ -27,6 +29,9 @@ async def _run(plan: dict) -> dict:
     concurrency = int(plan["concurrency"])
     latencies = [0.0] * len(items)
     statuses: list[int] = [0] * len(items)
+    sent = [0.0] * len(items)
+    answered = [0.0] * len(items)
+    ids: list[str | None] = [None] * len(items)
     errors: Counter = Counter()
     headers = [{"Authorization": f"Bearer {t}"} for t in tokens]
     next_index = 0
@@ -40,16 +45,21 @@ async def _run(plan: dict) -> dict:
                 index = next_index
                 next_index += 1
                 token_index, body = items[index]
-                started = time.perf_counter()
+                began = time.perf_counter()
                 try:
                     async with session.post(url, json=body,
                                             headers=headers[token_index] if token_index >= 0 else None) as response:
-                        await response.read()
+                        answer = await response.read()
                         statuses[index] = response.status
+                        if response.status == 202:
+                            ids[index] = json.loads(answer).get("id")
                 except (aiohttp.ClientError, asyncio.TimeoutError) as error:
                     errors[type(error).__name__] += 1
                     statuses[index] = -1
-                latencies[index] = (time.perf_counter() - started) * 1000
+                ended = time.perf_counter()
+                latencies[index] = (ended - began) * 1000
+                sent[index] = began - started
+                answered[index] = ended - started
 
         started_wall = time.time()
         started = time.perf_counter()
@@ -60,6 +70,9 @@ async def _run(plan: dict) -> dict:
         "finished_at": started_wall + elapsed,
         "elapsed_s": elapsed,
         "latencies_ms": latencies,
+        "sent_s": sent,
+        "answered_s": answered,
+        "ids": ids,
         "statuses": dict(Counter(str(s) for s in statuses)),
         "errors": dict(errors),
     }

@@ -13,7 +13,8 @@ from bench import checks
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 KEYS = ("cores", "requests", "seats", "accepted_rps", "api_p50_ms", "api_p99_ms", "settle_s", "settled_per_s",
-        "reservations_per_s", "oversold", "fairness_violations", "ledger_mismatches", "celery_noop_per_s",
+        "reservations_per_s", "reserve_step_s", "reservations_e2e_per_s", "reserve_s", "oversold",
+        "fairness_violations", "ledger_mismatches", "celery_noop_per_s",
         "pg_hot_row_tps", "bare_insert_rps", "ratio_settled_vs_celery_noop", "ratio_reservations_vs_pg_hot_row",
         "ratio_accepted_vs_bare_insert")
 
@@ -35,6 +36,8 @@ def test_a_tiny_rush_reports_every_figure_and_never_oversells(tmp_path):
     assert figures["accepted"] == 300, figures["statuses"]
     assert figures["oversold"] == 0
     assert figures["fairness_violations"] == 0
+    assert figures["fairness_untimed_bookings"] == 0
+    assert figures["reserve_step_s"] > 0
     assert figures["ledger_mismatches"] == 0
     assert figures["seats_sold"] <= 100 and figures["seat_counter_consistent"]
     # 300 requests of 1-4 seats ask for far more than 100 seats: some were refused.
@@ -42,14 +45,27 @@ def test_a_tiny_rush_reports_every_figure_and_never_oversells(tmp_path):
     assert sum(figures["booking_statuses"].values()) == 300
 
 
-def test_the_fast_fairness_count_agrees_with_the_spec_definition():
+def test_the_fast_realtime_fairness_count_agrees_with_the_definition():
     rng = random.Random(4)
-    for _ in range(200):
-        rows = [{"qty": rng.randint(1, 4), "status": rng.choice(["PAID", "CONFIRMED", "REJECTED", "EXPIRED"])}
-                for _ in range(rng.randint(0, 40))]
-        assert checks.fairness_violations_fast(rows) == checks.fairness_violations(rows)
-    unfair = [{"qty": 2, "status": "REJECTED"}, {"qty": 3, "status": "PAID"}, {"qty": 1, "status": "PAID"}]
-    assert checks.fairness_violations(unfair) == checks.fairness_violations_fast(unfair) == 1
+    for _ in range(300):
+        rows = []
+        for _ in range(rng.randint(0, 40)):
+            sent = rng.randint(0, 50) / 10  # coarse times: ties between one's answer and another's send occur
+            rows.append({"qty": rng.randint(1, 4), "status": rng.choice(["PAID", "CONFIRMED", "REJECTED", "EXPIRED"]),
+                         "sent": sent, "answered": sent + rng.randint(0, 20) / 10})
+        assert checks.fairness_violations_realtime(rows) == checks.fairness_violations_realtime_reference(rows)
+
+
+def test_the_realtime_fairness_count_orders_only_requests_not_in_flight_together():
+    def row(qty, status, sent, answered):
+        return {"qty": qty, "status": status, "sent": sent, "answered": answered}
+    unfair = [row(2, "REJECTED", 0.0, 1.0), row(3, "PAID", 1.5, 2.0), row(1, "PAID", 1.5, 2.0),
+              row(2, "CONFIRMED", 2.5, 3.0)]
+    # The rejected 2 was answered before the 3 and the later 2 were sent; the 1 asked for fewer.
+    assert checks.fairness_violations_realtime(unfair) == checks.fairness_violations_realtime_reference(unfair) == 2
+    overlapping = [row(2, "REJECTED", 0.0, 1.0), row(3, "PAID", 0.5, 2.0), row(2, "PAID", 1.0, 1.2)]
+    # In flight at the same time (sent before, or just as, the rejection was answered): no order, no violation.
+    assert checks.fairness_violations_realtime(overlapping) == checks.fairness_violations_realtime_reference(overlapping) == 0
 
 
 def test_oversold_and_ledger_checks_catch_what_they_are_for():

@@ -17,6 +17,7 @@ from web.auth import BEARER, login_required
 blp = Blueprint("admin", __name__, url_prefix="/admin", description="Operations for admins")
 
 # Steps an admin may send again: every one is keyed by its booking and idempotent.
+# Steps about one booking (batch steps record their failures without one; re-drive covers them).
 RETRYABLE_STEPS = frozenset({"seats.reserve", "payments.charge", "payments.refund",
                              "tickets.make_issuable", "mypage.project"})
 
@@ -95,7 +96,8 @@ class TaskFailureRetry(MethodView):
     @blp.doc(security=BEARER)
     def post(self, failure_id):
         """Send the step again (through the outbox: durable even if the broker is down)"""
-        failure = db.session.get(TaskFailure, failure_id, with_for_update=True)
+        # Ids are bigint: a larger number in the URL names nothing (and must not reach the database).
+        failure = db.session.get(TaskFailure, failure_id, with_for_update=True) if failure_id < 2**63 else None
         if failure is None:
             abort(404, message="task failure not found")
         if failure.task not in RETRYABLE_STEPS or not failure.booking_id:

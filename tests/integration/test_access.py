@@ -162,3 +162,18 @@ def test_every_secured_operation_rejects_bad_tokens_with_401(app, bad_tokens):
             response = getattr(client, method)(_concrete(path), headers=headers, json={})
             assert response.status_code == 401, (kind, method, path, response.status_code, response.json)
             assert response.json["code"] == 401 and response.json["message"]
+
+
+def test_a_token_that_worked_is_refused_once_it_expires(app, customer):
+    """Verified tokens are remembered per process (web/extensions.py); the memory must not outlive `exp`."""
+    import time
+    with app.app_context():
+        token = create_access_token(identity=customer["id"], additional_claims={"role": "customer"},
+                                    expires_delta=timedelta(seconds=2))
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/me/bookings", headers=headers).status_code == 200
+    assert client.get("/me/bookings", headers=headers).status_code == 200  # now from memory
+    time.sleep(2.5)
+    response = client.get("/me/bookings", headers=headers)
+    assert response.status_code == 401 and response.json["message"] == "the token has expired"

@@ -8,6 +8,7 @@ PENDING | CONFIRMED | PAID --customer cancels--> CANCELLING --refund done, seats
 """
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -15,9 +16,7 @@ from sqlalchemy import (
     BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Identity, Index, Integer, String,
     UniqueConstraint, select, text,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from sqlalchemy.orm.attributes import set_committed_value
 
 from models.database import db, new_id, utc_now
 from models.errors import Conflict, InvalidInput, NotFound
@@ -57,8 +56,9 @@ class Booking(db.Model):
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    # Arrival order. Drawn under a per-show lock held until commit (see take_arrival_turn),
-    # so seq order is also commit order and the reservation step can trust it.
+    # Arrival number, drawn when the booking is recorded. Bookings in flight together may commit
+    # out of seq order; the reservation step decides the visible ones in seq order (see
+    # models.shows.reserve_in_arrival_order and docs/lifecycle.md, "Arrival order").
     seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     show_id: Mapped[str] = mapped_column(ForeignKey("shows.id"))
@@ -79,6 +79,14 @@ class Booking(db.Model):
     show: Mapped[Show] = relationship(lazy="joined", innerjoin=True)
     payment: Mapped["Payment"] = relationship(back_populates="booking", uselist=False, lazy="joined", innerjoin=True)  # noqa: F821
     ticket: Mapped["Ticket"] = relationship(back_populates="booking", uselist=False, lazy="joined", innerjoin=True)  # noqa: F821
+
+    @property
+    def payment_status(self) -> str:
+        return self.payment.status
+
+    @property
+    def ticket_status(self) -> str:
+        return self.ticket.status
 
     @property
     def is_final(self) -> bool:
@@ -162,14 +170,64 @@ def _replay(existing: Booking, print_: str) -> Booking:
     return existing
 
 
-def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str,
-                   idempotency_key: str | None = None) -> tuple[Booking, bool]:
-    """Record a PENDING booking with its payment and ticket. Returns (booking, created).
+@dataclass(frozen=True)
+class AcceptedBooking:
+    """A booking as its POST /bookings answer shows it: what was recorded, nothing later."""
+    id: str
+    customer_id: str
+    show_id: str
+    qty: int
+    amount: int
+    seq: int
+    created_at: datetime
+    status: str
+    payment_status: str
+    ticket_status: str
 
-    The caller must call take_arrival_turn() as the last statement before committing.
+    @property
+    def updated_at(self) -> datetime:
+        return self.created_at
+
+
+# One statement, one round trip: the booking, its payment, its ticket and its my page entry,
+# priced from the show, only while its sales are open. Its arrival number (seq) comes from the
+# column's sequence. ON CONFLICT settles a race between two requests with one Idempotency-Key.
+_RECORD = text("""
+    WITH show AS (
+        SELECT id, title, starts_at, price FROM shows WHERE id = :show_id
+    ), booking AS (
+        INSERT INTO bookings (id, customer_id, show_id, qty, amount, payment_method, status, seats_held,
+                              idempotency_key, request_fingerprint, version, created_at, updated_at)
+        SELECT :id, :customer_id, show.id, :qty, show.price * :qty, :payment_method, :pending, false,
+               :idempotency_key, :fingerprint, 1, :now, :now
+        FROM show WHERE show.starts_at > :now
+        ON CONFLICT (customer_id, idempotency_key) DO NOTHING
+        RETURNING id, seq, amount
+    ), payment AS (
+        INSERT INTO payments (booking_id, amount, status, updated_at)
+        SELECT id, amount, :payment_status, :now FROM booking
+    ), ticket AS (
+        INSERT INTO tickets (booking_id, status) SELECT id, :ticket_status FROM booking
+    ), entry AS (
+        INSERT INTO mypage_entries (booking_id, customer_id, show_id, show_title, starts_at, qty, amount,
+                                    status, payment_status, ticket_status, created_at, updated_at, version)
+        SELECT booking.id, :customer_id, show.id, show.title, show.starts_at, :qty, booking.amount,
+               :pending, :payment_status, :ticket_status, :now, :now, 1
+        FROM booking, show
+    )
+    SELECT show.id IS NOT NULL AS show_exists, show.starts_at > :now AS sales_open, booking.seq, booking.amount
+    FROM (SELECT 1) AS one LEFT JOIN show ON true LEFT JOIN booking ON true
+""")
+
+
+def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str,
+                   idempotency_key: str | None = None) -> tuple[Booking | AcceptedBooking, bool]:
+    """Record a PENDING booking with its payment, ticket and my page entry. Returns (booking, created).
+
+    The caller commits. A request repeated with its Idempotency-Key returns the booking it made.
     """
-    from models.payments import Payment
-    from models.tickets import Ticket
+    from models.payments import PaymentStatus
+    from models.tickets import TicketStatus
 
     if not 1 <= qty <= MAX_QTY:
         raise InvalidInput("qty is out of range", {"qty": [f"must be between 1 and {MAX_QTY}"]})
@@ -178,49 +236,25 @@ def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str
         existing = find_by_idempotency_key(customer_id, idempotency_key)
         if existing is not None:
             return _replay(existing, print_), False
-    show = db.session.get(Show, show_id)
-    if show is None:
+    booking_id, now = new_id(), utc_now()
+    row = db.session.execute(_RECORD, {
+        "id": booking_id, "customer_id": customer_id, "show_id": show_id, "qty": qty,
+        "payment_method": payment_method, "idempotency_key": idempotency_key, "fingerprint": print_,
+        "now": now, "pending": BookingStatus.PENDING.value, "payment_status": PaymentStatus.NONE.value,
+        "ticket_status": TicketStatus.NOT_ISSUABLE.value,
+    }).one()
+    if not row.show_exists:
         raise InvalidInput("show does not exist", {"show_id": ["unknown show"]})
-    if not show.sales_open():
+    if not row.sales_open:
         raise Conflict("sales for this show are closed")
-    booking = Booking(customer_id=customer_id, show_id=show_id, qty=qty, amount=show.price * qty,
-                      payment_method=payment_method, idempotency_key=idempotency_key,
-                      request_fingerprint=print_, status=BookingStatus.PENDING, seats_held=False, version=1)
-    booking.payment = Payment(amount=booking.amount)
-    booking.ticket = Ticket()
-    db.session.add(booking)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        # A concurrent request with the same Idempotency-Key won the race.
-        db.session.rollback()
+    if row.seq is None:  # a concurrent request with the same Idempotency-Key won the race
         existing = find_by_idempotency_key(customer_id, idempotency_key) if idempotency_key else None
         if existing is None:
-            raise
+            raise Conflict("the booking could not be recorded; try again")
         return _replay(existing, print_), False
-    return booking, True
-
-
-_TAKE_TURN = text("""
-    WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended(:show_id, 0)))
-    UPDATE bookings SET seq = nextval(pg_get_serial_sequence('bookings', 'seq'))
-    FROM turn WHERE bookings.id = :booking_id
-    RETURNING bookings.seq
-""")
-
-
-def take_arrival_turn(booking: Booking) -> int:
-    """Give a new booking its arrival number, as the last statement before its commit.
-
-    Bookings for one show must become visible in arrival (seq) order, or the reservation step
-    could decide a later booking before an earlier one it cannot see yet. So the number is drawn
-    under a per-show transaction lock, held from here to the commit: one statement and the
-    commit, instead of the whole request, which keeps bookings for one show flowing.
-    """
-    db.session.flush()
-    seq = db.session.execute(_TAKE_TURN, {"show_id": booking.show_id, "booking_id": booking.id}).scalar_one()
-    set_committed_value(booking, "seq", seq)
-    return seq
+    return AcceptedBooking(id=booking_id, customer_id=customer_id, show_id=show_id, qty=qty,
+                           amount=row.amount, seq=row.seq, created_at=now, status=BookingStatus.PENDING,
+                           payment_status=PaymentStatus.NONE, ticket_status=TicketStatus.NOT_ISSUABLE), True
 
 
 def get_booking(booking_id: str, *, for_update: bool = False) -> Booking:
@@ -239,6 +273,25 @@ def get_booking(booking_id: str, *, for_update: bool = False) -> Booking:
     if booking is None:
         raise NotFound("booking not found")
     return booking
+
+
+def shows_with_pending(created_before: datetime) -> list[str]:
+    """Shows with bookings still PENDING that were recorded before the given time."""
+    return list(db.session.scalars(
+        select(Booking.show_id).where(Booking.status == BookingStatus.PENDING, Booking.created_at < created_before)
+        .distinct()))
+
+
+def lock_bookings(booking_ids: list[str]) -> list[Booking]:
+    """Lock these bookings (in id order, so batches never deadlock each other), then read them:
+    lock first, read after, for the reason given in get_booking."""
+    ids = sorted(set(booking_ids))
+    if not ids:
+        return []
+    db.session.execute(select(Booking.id).where(Booking.id.in_(ids)).order_by(Booking.id).with_for_update())
+    return list(db.session.scalars(
+        select(Booking).where(Booking.id.in_(ids)).order_by(Booking.id)
+        .execution_options(populate_existing=True)).unique())
 
 
 def get_customer_booking(booking_id: str, customer_id: str | None, *, for_update: bool = False) -> Booking:

@@ -68,12 +68,20 @@ def get_show(show_id: str, *, for_update: bool = False) -> Show:
     return show
 
 
-def reserve_in_arrival_order(show_id: str, through_seq: int, hold_minutes: float, limit: int = 500):
-    """Decide every PENDING booking of a show up to `through_seq`, oldest first.
+def lock_shows(show_ids) -> list[Show]:
+    """Lock several shows, in id order."""
+    return [get_show(show_id, for_update=True) for show_id in sorted(show_ids)]
 
-    The show row is locked for the whole decision, so two workers never hand out the same
-    seats, and bookings are decided strictly in arrival order: a later booking can never take
-    seats an earlier one was refused. Returns the bookings decided (CONFIRMED or REJECTED).
+
+def reserve_in_arrival_order(show_id: str, hold_minutes: float, limit: int = 500):
+    """Decide the show's PENDING bookings that this transaction can see, oldest (lowest seq) first.
+
+    The show row is locked for the whole decision, so two workers never hand out the same seats.
+    Each decision is greedy in seq order: a booking is refused only when fewer seats remain than
+    it asks for, so a later booking in the batch can never take seats an earlier one was refused.
+    A booking whose commit was not yet visible is decided by the next run, which starts after
+    it committed; a booking answered before another was even sent is therefore always decided
+    no later than that one (docs/lifecycle.md, "Arrival order"). Returns the bookings decided.
     """
     from models.bookings import Booking, BookingStatus, hold_deadline_from
     from sqlalchemy import select
@@ -81,7 +89,7 @@ def reserve_in_arrival_order(show_id: str, through_seq: int, hold_minutes: float
     show = get_show(show_id, for_update=True)
     pending = db.session.scalars(
         select(Booking)
-        .where(Booking.show_id == show_id, Booking.status == BookingStatus.PENDING, Booking.seq <= through_seq)
+        .where(Booking.show_id == show_id, Booking.status == BookingStatus.PENDING)
         .order_by(Booking.seq)
         .limit(limit)
         .with_for_update(of=Booking)

@@ -8,7 +8,7 @@ from celery import shared_task
 from sqlalchemy import select
 
 from models import db
-from models.bookings import Booking, BookingStatus, get_booking
+from models.bookings import Booking, BookingStatus, get_booking, shows_with_pending
 from models.database import utc_now
 from models.mypage import project, project_ids, stale_booking_ids
 from models.outbox import enqueue
@@ -16,7 +16,7 @@ from models.payments import Payment, PaymentStatus
 from models.shows import get_show
 from models.task_failures import prune_starts
 from models.tickets import Ticket, TicketStatus
-from tasks.dispatch import relay_pending
+from tasks.dispatch import kick_reservation, relay_pending
 from tasks.policy import RETRY_POLICY
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,17 @@ OUTBOX_RELAY_AFTER_S = 5
 
 @shared_task(name="maintenance.relay_outbox", **RETRY_POLICY)
 def relay_outbox() -> int:
-    """Publish steps whose immediate publish failed (broker down, process killed)."""
-    return relay_pending(OUTBOX_RELAY_AFTER_S)
+    """Publish steps whose immediate publish failed (broker down, process killed), and ask again
+    for the reservation of shows with bookings pending for as long (a PENDING booking is its own
+    outbox entry: the API's kick after its commit may have been lost)."""
+    relayed = relay_pending(OUTBOX_RELAY_AFTER_S)
+    shows = shows_with_pending(utc_now() - timedelta(seconds=OUTBOX_RELAY_AFTER_S))
+    db.session.rollback()
+    for show_id in shows:
+        kick_reservation(show_id, force=True)
+    if shows:
+        log.info("asked again for the reservation of %d show(s) with bookings pending", len(shows))
+    return relayed + len(shows)
 
 
 @shared_task(name="maintenance.expire_holds", **RETRY_POLICY)

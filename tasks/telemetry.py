@@ -69,10 +69,11 @@ def _json_logs(loglevel=None, **_):
 
 
 def _booking_of(task, args) -> str | None:
-    """Steps take the booking id (the correlation key) first; maintenance jobs take none."""
-    if task.name.startswith("maintenance.") or not args or not isinstance(args[0], str):
+    """Steps take the booking id (the correlation key) first; maintenance jobs, steps about a show
+    and batch steps take none (a batch step notes each booking as it comes to it)."""
+    if task.name.startswith("maintenance.") or getattr(task, "booking_arg", True) is not True:
         return None
-    return args[0]
+    return args[0] if args and isinstance(args[0], str) else None
 
 
 def _step_started(task_id=None, task=None, args=None, **_):

@@ -20,15 +20,44 @@ from models.outbox import OutboxMessage
 log = logging.getLogger(__name__)
 
 
-def publish(task: str, booking_id: str) -> None:
+# Steps that run for many bookings in one message. They are still recorded per booking (one
+# outbox row each) and go out grouped, up to STEP_BATCH_SIZE bookings a message: one message,
+# one task start and a few transactions for a batch instead of for each booking.
+BATCH_STEPS = frozenset({"payments.charge_many", "tickets.make_issuable_many"})
+STEP_BATCH_SIZE = int(os.environ.get("STEP_BATCH_SIZE", "25"))
+
+
+def _send(task: str, args: list, producer=None) -> None:
     # The request id travels in the message headers, so the step's log lines carry it too.
+    from web.observability import current_request_id
+    current_app.extensions["celery"].send_task(task, args=args, headers={"request_id": current_request_id()},
+                                               producer=producer)
+
+
+def publish(task: str, booking_id: str, producer=None) -> None:
     from flask import has_request_context
-    from web.observability import current_request_id, note_booking
+    from web.observability import note_booking
     if has_request_context():
         note_booking(booking_id)
-    request_id = current_request_id()
-    current_app.extensions["celery"].send_task(task, args=[booking_id], headers={"request_id": request_id})
+    _send(task, [booking_id], producer)
     log.info("step %s published for booking %s", task, booking_id, extra={"step": task, "booking_id": booking_id})
+
+
+def publish_many(steps: list[tuple[str, str]]) -> None:
+    """Publish (task, booking id) steps over one broker connection, batching what can be batched."""
+    batches: dict[str, list[str]] = {}
+    with current_app.extensions["celery"].producer_or_acquire() as producer:
+        for task, booking_id in steps:
+            if task in BATCH_STEPS:
+                batches.setdefault(task, []).append(booking_id)
+            else:
+                publish(task, booking_id, producer)
+        for task, ids in batches.items():
+            for start in range(0, len(ids), STEP_BATCH_SIZE):
+                chunk = ids[start:start + STEP_BATCH_SIZE]
+                _send(task, [chunk], producer)
+                log.info("step %s published for %d booking(s)", task, len(chunk),
+                         extra={"step": task, "bookings": len(chunk)})
 
 
 def init_dispatch(app: Flask) -> None:
@@ -57,15 +86,12 @@ def init_dispatch(app: Flask) -> None:
 
 def publish_and_forget(ready: list[tuple[int, str, str]]) -> None:
     """Publish committed steps now; their outbox rows are deleted in the background."""
-    sent = []
     try:
-        for message_id, task, booking_id in ready:
-            publish(task, booking_id)
-            sent.append(message_id)
-    except Exception as error:  # broker down: the relay publishes the rest later
-        log.warning("broker unavailable, %d step(s) left to the outbox relay: %r", len(ready) - len(sent), error)
-    if sent:
-        _sweeper.forget(sent, current_app._get_current_object())
+        publish_many([(task, booking_id) for _, task, booking_id in ready])
+    except Exception as error:  # broker down: the relay publishes them later (a few may go twice)
+        log.warning("broker unavailable, %d step(s) left to the outbox relay: %r", len(ready), error)
+        return
+    _sweeper.forget([message_id for message_id, _, _ in ready], current_app._get_current_object())
 
 
 class SentRowSweeper:
@@ -125,7 +151,100 @@ def relay_pending(older_than_s: float, limit: int = 500) -> int:
         delete(OutboxMessage).where(OutboxMessage.id.in_(batch.scalar_subquery()))
         .returning(OutboxMessage.task, OutboxMessage.booking_id)
     ).all()
-    for task, booking_id in rows:
-        publish(task, booking_id)  # an error rolls the delete back: nothing is lost
+    if rows:
+        publish_many([(task, booking_id) for task, booking_id in rows])  # an error rolls the delete back
     db.session.commit()
     return len(rows)
+
+
+# -- Reservation kicks ------------------------------------------------------------------------
+
+KICK_KEY = "boxoffice:reserve-kick:{show_id}"
+KICK_KEY_TTL_MS = 10_000
+
+
+def request_reservation(show_id: str) -> None:
+    """Ask for the show's pending bookings to be decided, soon after this (committed) booking.
+
+    The request thread only notes the show; a background thread sends at most one
+    seats.reserve_show per show and interval, and only when none is already queued (a Redis key
+    the task clears as it starts). A rush of bookings for one show thus costs a few reservation
+    tasks a second, each deciding every booking committed before it started, instead of a
+    broker round trip in every request and a task per booking.
+    """
+    _kicks.request(show_id, current_app._get_current_object())
+
+
+def kick_reservation(show_id: str, *, force: bool = False) -> bool:
+    """Publish seats.reserve_show for a show unless one is already queued. Returns whether it did."""
+    if not force:
+        redis_client = _kick_redis()
+        if not redis_client.set(KICK_KEY.format(show_id=show_id), 1, nx=True, px=KICK_KEY_TTL_MS):
+            return False
+    _send("seats.reserve_show", [show_id])
+    return True
+
+
+def clear_kick(show_id: str) -> None:
+    """Called by seats.reserve_show as it starts: a booking committed from now on kicks again."""
+    try:
+        _kick_redis().delete(KICK_KEY.format(show_id=show_id))
+    except Exception as error:  # the key expires on its own; the relay kicks pending bookings
+        log.warning("could not clear the reservation kick of show %s: %r", show_id, error)
+
+
+_redis_clients: dict[tuple[int, str], object] = {}
+
+
+def _kick_redis():
+    import redis
+    url = current_app.config["REDIS_URL"]
+    key = (os.getpid(), url)
+    if key not in _redis_clients:
+        _redis_clients[key] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return _redis_clients[key]
+
+
+class ReservationKicks:
+    """Collects shows that need a reservation run and kicks each once per interval, off the
+    request threads. A kick lost here (broker down, process killed) is made good by the relay,
+    which kicks every show with bookings pending for longer than a few seconds."""
+
+    INTERVAL_S = float(os.environ.get("RESERVE_KICK_INTERVAL_S", "0.02"))
+
+    def __init__(self):
+        self._shows: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pid = None
+        self._app = None
+
+    def request(self, show_id: str, app: Flask) -> None:
+        with self._lock:
+            self._shows.add(show_id)
+            self._app = app
+            if self._pid != os.getpid():  # first use in this process (or after a fork)
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="reserve-kicks", daemon=True).start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(self.INTERVAL_S)  # let the bookings of this moment gather
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            shows, self._shows = self._shows, set()
+            app = self._app
+        for show_id in shows:
+            try:
+                with app.app_context():
+                    kick_reservation(show_id)
+            except Exception as error:
+                log.warning("could not ask for the reservation of show %s (the relay will): %r", show_id, error)
+
+
+_kicks = ReservationKicks()

@@ -8,8 +8,19 @@ from models.task_failures import count_start, record_failure
 log = logging.getLogger(__name__)
 
 
+def booking_of(task, args) -> str | None:
+    """The booking a step is about: its first argument; for a batch step, the batch's first
+    booking; none for a step about a show."""
+    kind = getattr(task, "booking_arg", True)
+    if not args or not kind:
+        return None
+    if kind == "batch":
+        return args[0][0] if isinstance(args[0], list) and args[0] and isinstance(args[0][0], str) else None
+    return args[0] if isinstance(args[0], str) else None
+
+
 def record_task_failure(task, exc: BaseException, args) -> None:
-    booking_id = args[0] if args else None
+    booking_id = booking_of(task, args)
     attempts = (task.request.retries or 0) + 1
     log.error("step %s for booking %s gave up after %s attempts: %r", task.name, booking_id, attempts, exc)
     try:
@@ -34,7 +45,7 @@ def too_many_starts(task, args) -> bool:
     before the step runs, so if this start kills the worker too, the next one sees it. If the
     database cannot be reached the step runs anyway (it needs the database, and will retry).
     """
-    booking_id = args[0] if args else None
+    booking_id = booking_of(task, args)
     try:
         starts = count_start(task.request.id, task.name, booking_id, task.request.retries or 0)
         db.session.commit()
@@ -47,6 +58,16 @@ def too_many_starts(task, args) -> bool:
             log.warning("step %s for booking %s started again (%d) on the same attempt: its worker died",
                         task.name, booking_id, starts)
         return False
+    if getattr(task, "booking_arg", True) == "batch":
+        # One booking of the batch may be what kills the worker: each goes on as its own step,
+        # so only that one is given up, and the rest are not held back by it.
+        from models.outbox import enqueue
+        log.error("batch step %s killed its worker on %d starts: its %d booking(s) go on one by one",
+                  task.name, starts - 1, len(args[0]))
+        for each in args[0]:
+            enqueue(task.single_step, each)
+        db.session.commit()
+        return True
     log.error("step %s for booking %s killed its worker on %d starts: giving up", task.name, booking_id, starts - 1)
     record_failure(task.name, booking_id, f"worker lost on {starts - 1} starts of the same attempt",
                    (task.request.retries or 0) + starts - 1)

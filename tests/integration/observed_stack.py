@@ -35,6 +35,16 @@ def start_api(folder: Path, env: dict, name: str = "api", workers: int = 2) -> t
     return process, url
 
 
+BATCH_STEPS = frozenset({"seats.reserve_show", "payments.charge_many", "tickets.make_issuable_many"})
+
+
+def step_runs(text: str, booking_id: str, steps) -> list[dict]:
+    """One log record per run of these steps for a booking: a single step's SUCCESS line, or the
+    line a batch step writes for each booking it handled."""
+    return [r for r in json_lines(text) if r.get("booking_id") == booking_id and r.get("task") in steps
+            and ("outcome" in r if r["task"] in BATCH_STEPS else r.get("state") == "SUCCESS")]
+
+
 def json_lines(text: str) -> list[dict]:
     """The JSON log records in a process's output (banners and warnings are skipped)."""
     records = []

@@ -1,13 +1,15 @@
-"""One booking followed through the JSON logs of a real gunicorn API and a real worker process,
-by the request id the client sent and the booking id."""
+"""One booking followed through the JSON logs of a real gunicorn API and a real worker process:
+the API's request line ties the client's request id to the booking id, and every step logs the
+booking id (steps run for batches of bookings, so they carry no single request id)."""
 import pytest
 import requests
 
 from tests.integration.observed_stack import json_lines, private_broker, request_id, start_api
 from tests.processes import start_worker, wait_until
 
-# The my page is projected inside each step's own transaction, so these are all the hops.
-STEPS = ("seats.reserve", "payments.charge", "tickets.make_issuable")
+# The my page is projected inside each step's own transaction, so these are all the hops. Each runs
+# for a batch of bookings and logs a line per booking.
+STEPS = ("seats.reserve_show", "payments.charge_many", "tickets.make_issuable_many")
 
 
 @pytest.fixture(scope="module")
@@ -35,21 +37,20 @@ def test_one_booking_is_followed_from_the_http_request_through_every_step(traced
 
     def every_step_logged():
         lines = [r for r in json_lines(worker.log()) if r.get("booking_id") == booking_id]
-        done = {r.get("task") for r in lines if r.get("state") == "SUCCESS"}
-        return lines if all(step in done for step in STEPS) else None
+        return lines if {r.get("task") for r in lines} >= set(STEPS) else None
     worker_lines = wait_until(every_step_logged, 60, 0.2, "every step's log lines")
 
-    # The worker: every step of this booking, each line with the client's request id.
+    # The worker: every step logged this booking, with the step's name and task id.
     assert {r["task"] for r in worker_lines if "task" in r} >= set(STEPS)
-    assert all(r["request_id"] == trace for r in worker_lines), [r for r in worker_lines if r["request_id"] != trace]
     assert all(r["task_id"] for r in worker_lines if "task" in r)
+    outcomes = {r["task"]: r.get("outcome") for r in worker_lines}
+    assert outcomes["seats.reserve_show"] == "CONFIRMED" and outcomes["payments.charge_many"] == "paid"
 
-    # The API: the request line and the published steps carry both ids.
+    # The API: the request line ties the client's request id to the booking id.
     api_lines = [r for r in json_lines(api.log()) if r.get("request_id") == trace]
     access = [r for r in api_lines if r.get("logger") == "boxoffice.http"]
     assert access and access[0]["booking_id"] == booking_id
     assert access[0]["endpoint"] == "/bookings" and access[0]["status"] == 202
-    assert any(r.get("step") == "seats.reserve" and r["booking_id"] == booking_id for r in api_lines)
 
 
 def test_a_request_without_an_id_gets_one_and_a_forged_one_is_replaced(traced):

@@ -98,12 +98,12 @@ def test_worker_counts_steps_started_succeeded_retried_and_failed(observed, make
 
     def grew(name, task):
         return (value(after, name, task=task) or 0) - (value(before, name, task=task) or 0)
-    for step in ("seats.reserve", "payments.charge", "tickets.make_issuable"):
+    for step in ("seats.reserve_show", "payments.charge_many", "tickets.make_issuable_many"):
         assert grew("boxoffice_tasks_started_total", step) >= 1, step
         assert grew("boxoffice_tasks_succeeded_total", step) >= 1, step
     assert grew("boxoffice_tasks_retried_total", "payments.charge") >= 1
     assert grew("boxoffice_tasks_started_total", "payments.charge") >= 3  # first try, retries, the failed one
-    assert grew("boxoffice_tasks_failed_total", "seats.reserve") == 0
+    assert grew("boxoffice_tasks_failed_total", "seats.reserve_show") == 0
 
 
 def test_worker_reports_queue_depth_per_queue(observed):

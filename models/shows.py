@@ -62,7 +62,11 @@ class Show(db.Model):
 def get_show(show_id: str, *, for_update: bool = False) -> Show:
     # populate_existing: a locked read must refresh a copy already in the session, or we would
     # decide on stale seat counts and lose updates.
-    show = db.session.get(Show, show_id, with_for_update=for_update or None, populate_existing=for_update)
+    # FOR NO KEY UPDATE, not FOR UPDATE: a new booking's foreign key check takes KEY SHARE on its
+    # show, which FOR UPDATE would block, so every POST /bookings for the show would wait out each
+    # reservation batch. Nothing here changes a show's key.
+    show = db.session.get(Show, show_id, with_for_update={"key_share": True} if for_update else None,
+                          populate_existing=for_update)
     if show is None:
         raise NotFound("show not found")
     return show

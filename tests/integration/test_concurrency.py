@@ -135,3 +135,35 @@ def test_cancel_and_issue_arriving_together_never_leave_an_issued_ticket_on_a_re
         assert ledger["captured"] == ledger["refunded"]
     # Both orders occur in practice; either way no ticket stays issued on a refunded booking.
     print(f"issue won {issued_first} of {len(outcomes)} races")
+
+
+def test_bookings_are_accepted_while_a_reservation_holds_the_show_row(app, customer, make_show):
+    """The reservation step locks the show row for a whole batch. A new booking's foreign key
+    check locks the same row (KEY SHARE): the step's lock must not block it, or every request for
+    the show would wait out each batch."""
+    from models import db
+    from models.shows import get_show
+    show = make_show(capacity=10)
+    held, release = threading.Event(), threading.Event()
+
+    def reservation_batch():
+        with app.app_context():
+            get_show(show["id"], for_update=True)  # the lock seats.reserve_show takes
+            held.set()
+            release.wait(timeout=30)
+            db.session.rollback()
+
+    holder = threading.Thread(target=reservation_batch)
+    holder.start()
+    try:
+        assert held.wait(timeout=10)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            answer = pool.submit(lambda: app.test_client().post(
+                "/bookings", headers=customer["headers"],
+                json={"show_id": show["id"], "qty": 1, "payment_method": "tok_ok"}))
+            response = answer.result(timeout=4)  # below lock_timeout: a blocked insert would not answer
+        assert response.status_code == 202, response.json
+        assert holder.is_alive() and not release.is_set()  # answered while the lock was held
+    finally:
+        release.set()
+        holder.join(timeout=30)

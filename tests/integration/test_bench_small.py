@@ -79,3 +79,18 @@ def test_oversold_and_ledger_checks_catch_what_they_are_for():
     assert checks.ledger_mismatches(rows, {**ledger, "c": {"captured": 10, "refunded": 0}}) == 1
     assert checks.ledger_mismatches(rows, {"a": ledger["a"]}) == 1
     assert checks.ledger_mismatches(rows, {**ledger, "zzz": {"captured": 5, "refunded": 0}}) == 1
+
+
+def test_the_request_profiler_reports_cpu_per_booking_request_and_cleans_up():
+    import psycopg
+    from sqlalchemy.engine import make_url
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.profile_request", "--requests", "20", "--profile", "--top", "5"],
+        cwd=REPO_ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "20 requests:" in completed.stdout and "ms CPU" in completed.stdout
+    assert "record_booking" in completed.stdout or "cumulative" in completed.stdout
+    url = make_url(os.environ["DATABASE_URL"]).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as connection:
+        left = connection.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'boxoffice_profile_%'").fetchone()[0]
+    assert left == 0

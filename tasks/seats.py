@@ -50,4 +50,3 @@ def decide_pending(show_id: str) -> str:
         decided += len(batch)
         if len(batch) < BATCH_LIMIT:
             return f"decided {decided}"
-

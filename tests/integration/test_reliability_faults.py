@@ -196,7 +196,8 @@ def test_row6_bookings_queued_in_a_redis_that_comes_back_empty_still_complete(ap
                                                                               make_show, wait_for):
     show = make_show(capacity=8, price=500)
     ids = [clean.book(customer, show["id"], qty=2) for _ in range(3)]  # no worker: they wait in Redis
-    assert clean.redis().llen("seats") >= 1
+    # The API kicks the reservation from a background thread just after the commit.
+    wait_until(lambda: clean.redis().llen("seats") >= 1, 30, 0.02, "the reservation kick to be queued")
     clean.redis_server.restart(empty=True)
     assert clean.redis().llen("seats") == 0  # the broker lost them; the database did not
 

@@ -163,6 +163,39 @@ def test_row4_sigkilled_pool_children_and_main_process_lose_no_booking(app, clea
     assert booking_state(ids[0])["remaining"] == 4
 
 
+# -- row 4, batches: a charge batch only sends what its recorded request time still covers ------
+
+def test_a_charge_batch_sends_no_request_later_than_its_recorded_request_time_covers(
+        app, clean, gateway, customer, make_show, wait_for):
+    """A refund that finds no charge trusts that none is coming once in_flight_window_s() has
+    passed since the recorded request time; a worker killed after a late send would leave that
+    money unrefunded. So a batch stamps its bookings once and then sends requests only for a
+    while: with the gateway taking a second a charge, the rest of the batch is handed over to
+    single steps, which stamp again."""
+    from datetime import datetime
+
+    from models import db
+    from models.payments import Payment
+    from tasks.payments import SEND_MARGIN_S
+
+    show = make_show(capacity=10, price=300)
+    ids = [clean.book(customer, show["id"]) for _ in range(9)]  # no worker yet: one reservation, one batch
+    gateway.set_faults(latency_ms=1000)
+    worker = clean.worker(concurrency=2)
+    assert_paid_exactly_once(app, gateway, wait_for, ids, private=clean)
+    assert "charge batch outlived its claim" in worker.log()
+
+    with app.app_context():
+        requested = dict(db.session.execute(
+            select(Payment.booking_id, Payment.charge_requested_at).where(Payment.booking_id.in_(ids))).all())
+        db.session.remove()
+    for booking_id in ids:
+        charges = requests.get(f"{gateway.base_url}/v1/charges", params={"reference": booking_id}, timeout=10)
+        landed = datetime.fromisoformat(charges.json()["charges"][0]["created_at"])
+        # Sent within the margin of its recorded time; it lands a second (the latency) later.
+        assert (landed - requested[booking_id]).total_seconds() < SEND_MARGIN_S + 1, (booking_id, landed)
+
+
 # -- row 5: Redis restarted mid-run ------------------------------------------------------------
 
 def test_row5_after_a_redis_restart_bookings_are_processed_and_none_charged_twice(app, clean, gateway, customer,

@@ -8,8 +8,8 @@ and the whole stack on top with `stack.supervisor.Stack`, exactly as the run com
    the API itself is down;
 2. meanwhile, faults on a schedule: worker processes and pool children SIGKILLed mid-task, Redis
    restarted empty, PostgreSQL restarted, the gateway driven through errors, timeouts and an outage;
-3. the faults stop; the harness waits until the system is quiet (every booking final, the my page
-   converged) or the quiet timeout passes;
+3. the faults stop; the harness waits until the system is quiet (every booking final with no
+   charge or refund under way, the my page converged) or the quiet timeout passes;
 4. it checks SPEC §4 against the database and the gateway's own ledger (models/consistency.py),
    prints a summary, and as its last line one JSON object. Exit status 0 only if all counts are 0.
 
@@ -312,7 +312,8 @@ class Chaos:
                 db.session.remove()
 
     def wait_quiet(self, deadline):
-        """Until every booking is final and the my page converged (two checks in a row)."""
+        """Until every booking is settled (final, no charge or refund under way) and the my page
+        converged, two checks in a row."""
         clean_in_a_row = 0
         report = None
         while time.monotonic() < deadline:

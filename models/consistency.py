@@ -10,8 +10,8 @@ harness. Every check is a read: running it never changes anything.
   booking that is not PAID is a missing refund.
 - tickets: no ISSUED ticket on a booking whose payment is not PAID.
 - my page: every booking's read-model entry equals the source of truth.
-- stuck: bookings not (yet) in a final state; lost: ids the caller knows were accepted that the
-  database does not have.
+- stuck: bookings not (yet) settled: not in a final state, or with a charge or refund under way;
+  lost: ids the caller knows were accepted that the database does not have.
 """
 from __future__ import annotations
 
@@ -102,10 +102,18 @@ def mypage_mismatches() -> list[str]:
     return list(db.session.scalars(query))
 
 
+MONEY_MOVING = (PaymentStatus.PENDING, PaymentStatus.REFUNDING)
+
+
 def unsettled_bookings() -> list[str]:
-    """Bookings not in a final state (stuck, once the system has been quiet for a while)."""
+    """Bookings not settled yet (stuck, once the system has been quiet for a while): not in a
+    final state, or in one with money still moving. An EXPIRED booking whose late charge is
+    still to be refunded is final, but the refund step (perhaps backing off, perhaps re-driven
+    after a lost message) has work left; its money is checked once that is done."""
     return list(db.session.scalars(
-        select(Booking.id).where(Booking.status.not_in(list(FINAL_STATUSES))).order_by(Booking.seq)
+        select(Booking.id).join(Payment, Payment.booking_id == Booking.id)
+        .where(Booking.status.not_in(list(FINAL_STATUSES)) | Payment.status.in_(MONEY_MOVING))
+        .order_by(Booking.seq)
     ))
 
 

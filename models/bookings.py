@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 from sqlalchemy import (
     BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Identity, Index, Integer, String,
@@ -102,15 +103,6 @@ class Booking(db.Model):
             raise Conflict(f"booking is {self.status}, cannot become {to}")
         self.status = to
         self.touch()
-
-    def confirm(self, hold_deadline: datetime) -> None:
-        self._move({BookingStatus.PENDING}, BookingStatus.CONFIRMED)
-        self.seats_held = True
-        self.hold_deadline = hold_deadline
-
-    def reject(self, reason: str) -> None:
-        self._move({BookingStatus.PENDING}, BookingStatus.REJECTED)
-        self.reason = reason
 
     def mark_paid(self) -> None:
         self._move({BookingStatus.CONFIRMED}, BookingStatus.PAID)
@@ -300,6 +292,34 @@ def get_customer_booking(booking_id: str, customer_id: str | None, *, for_update
     if customer_id is not None and booking.customer_id != customer_id:
         raise NotFound("booking not found")
     return booking
+
+
+class Decision(NamedTuple):
+    """What a reservation decided for one PENDING booking: CONFIRMED (seats held) or REJECTED."""
+    id: str
+    status: str
+    reason: str | None
+
+    @property
+    def holds_seats(self) -> bool:
+        return self.status == BookingStatus.CONFIRMED
+
+
+def decide_in_seq_order(show: Show, pending: list[tuple[str, int]], now: datetime) -> list[Decision]:
+    """Decide (booking id, qty) pairs, given in seq order, taking seats from the show as it goes.
+
+    Greedy: a booking is refused only when fewer seats remain than it asks for, so a later
+    booking can never take seats an earlier one was refused; a smaller later one may still fit.
+    """
+    decisions = []
+    for booking_id, qty in pending:
+        if not show.sales_open(now):
+            decisions.append(Decision(booking_id, BookingStatus.REJECTED, "sales for this show are closed"))
+        elif show.hold(qty):
+            decisions.append(Decision(booking_id, BookingStatus.CONFIRMED, None))
+        else:
+            decisions.append(Decision(booking_id, BookingStatus.REJECTED, "not enough seats"))
+    return decisions
 
 
 def hold_deadline_from(now: datetime, minutes: float) -> datetime:

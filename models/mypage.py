@@ -5,7 +5,7 @@ row carries the booking version it reflects, so an older projection never overwr
 """
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, select
+from sqlalchemy import BigInteger, DateTime, Integer, String, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -72,11 +72,39 @@ def project(bookings: list[Booking]) -> None:
         db.session.execute(_UPSERT, [entry_values(b) for b in bookings])
 
 
+# The same upsert fed from the transactional tables in the database: no booking is loaded. It sees
+# this transaction's own changes, so a step may change bookings and project them in one go.
+_PROJECT_IDS = text("""
+    WITH source AS (
+        SELECT b.id, b.customer_id, b.show_id, s.title, s.starts_at, b.qty, b.amount, b.status,
+               p.status AS payment_status, t.status AS ticket_status, b.created_at, b.updated_at, b.version
+        FROM bookings AS b
+        JOIN shows AS s ON s.id = b.show_id
+        JOIN payments AS p ON p.booking_id = b.id
+        JOIN tickets AS t ON t.booking_id = b.id
+        WHERE b.id = ANY(CAST(:ids AS varchar[]))
+    ), written AS (
+        INSERT INTO mypage_entries (booking_id, customer_id, show_id, show_title, starts_at, qty, amount,
+                                    status, payment_status, ticket_status, created_at, updated_at, version)
+        SELECT * FROM source
+        ON CONFLICT (booking_id) DO UPDATE
+        SET show_title = excluded.show_title, starts_at = excluded.starts_at, status = excluded.status,
+            payment_status = excluded.payment_status, ticket_status = excluded.ticket_status,
+            updated_at = excluded.updated_at, version = excluded.version
+        WHERE mypage_entries.version < excluded.version
+    )
+    SELECT count(*) FROM source
+""")
+
+
 def project_ids(booking_ids: list[str]) -> int:
-    """Project these bookings (only newer versions are written). Returns how many were found."""
-    bookings = list(db.session.scalars(select(Booking).where(Booking.id.in_(booking_ids))).unique())
-    project(bookings)
-    return len(bookings)
+    """Project these bookings (only newer versions are written). Returns how many were found.
+
+    Pending ORM changes are flushed first, so what is projected is what will be committed."""
+    if not booking_ids:
+        return 0
+    db.session.flush()
+    return db.session.execute(_PROJECT_IDS, {"ids": list(booking_ids)}).scalar_one()
 
 
 def stale_booking_ids(limit: int = 1000) -> list[str]:

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from models import db
 from models.bookings import Booking, BookingStatus
-from models.mypage import project
+from models.mypage import project_ids
 from models.outbox import enqueue
 from models.shows import reserve_in_arrival_order
 from tasks.dispatch import clear_kick
@@ -45,7 +45,7 @@ def decide_pending(show_id: str) -> str:
             if each.status == BookingStatus.CONFIRMED:
                 enqueue("payments.charge_many", each.id)  # batched when published
             log.info("booking %s %s", each.id, each.status, extra={"booking_id": each.id, "outcome": each.status})
-        project(batch)
+        project_ids([each.id for each in batch])
         db.session.commit()
         decided += len(batch)
         if len(batch) < BATCH_LIMIT:

@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from models.bookings import Booking, BookingStatus, MAX_QTY
+from models.bookings import MAX_QTY, Booking, BookingStatus, decide_in_seq_order
 from models.errors import Conflict
 from models.payments import ChargeOutcome, Payment, PaymentStatus, settle_charge, settle_refund
 from models.shows import Show
@@ -54,24 +54,26 @@ def test_capacity_cannot_drop_below_seats_held():
     assert (show.capacity, show.remaining) == (8, 2)
 
 
-def test_confirming_holds_seats_until_a_deadline():
-    booking = a_booking()
-    deadline = NOW + timedelta(minutes=10)
-    booking.confirm(deadline)
-    assert booking.status == BookingStatus.CONFIRMED and booking.seats_held
-    assert booking.hold_deadline == deadline and booking.version == 2
+def test_bookings_are_decided_in_seq_order_and_a_later_one_never_takes_refused_seats():
+    show = a_show(capacity=5)
+    decisions = decide_in_seq_order(show, [("a", 2), ("b", 4), ("c", 3), ("d", 1)], NOW)
+    assert [(d.id, d.status, d.holds_seats) for d in decisions] == [
+        ("a", BookingStatus.CONFIRMED, True), ("b", BookingStatus.REJECTED, False),
+        ("c", BookingStatus.CONFIRMED, True), ("d", BookingStatus.REJECTED, False)]
+    assert decisions[1].reason == "not enough seats" and show.remaining == 0
+
+
+def test_once_sales_close_every_pending_booking_is_refused_and_no_seat_is_taken():
+    show = a_show(capacity=5, starts_in=timedelta(0))
+    decisions = decide_in_seq_order(show, [("a", 1), ("b", 1)], NOW)
+    assert {d.status for d in decisions} == {BookingStatus.REJECTED} and show.remaining == 5
+    assert decisions[0].reason == "sales for this show are closed"
 
 
 @pytest.mark.parametrize("move", ["mark_paid", "fail_payment", "expire", "finish_cancel"])
 def test_a_pending_booking_cannot_skip_ahead(move):
     with pytest.raises(Conflict):
         getattr(a_booking(), move)()
-
-
-def test_a_decided_booking_cannot_be_confirmed_again():
-    booking = a_booking(status=BookingStatus.REJECTED)
-    with pytest.raises(Conflict):
-        booking.confirm(NOW)
 
 
 def test_cancelling_a_pending_booking_is_final_at_once():

@@ -3,8 +3,9 @@
 Runs the real app (Flask test client, no HTTP server) against the PostgreSQL and Redis named by
 DATABASE_URL and REDIS_URL, in a database of its own created for the run and dropped after. It
 prints the process CPU time per request; with --profile, the cProfile functions by cumulative
-CPU time. The rush (`python -m bench rush`) says how fast the whole stack is; this says where
-one request's CPU goes.
+CPU time. Each booking asks for a reservation run, published to REDIS_URL: point it at a Redis
+database no worker reads. The rush (`python -m bench rush`) says how fast the whole stack is;
+this says where one request's CPU goes.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import secrets
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -32,10 +34,17 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--profile", action="store_true", help="print the cProfile (CPU time) of the requests")
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args(argv)
+    with scratch_database():
+        per_request = run(args)
+    print(f"{args.requests} requests: {per_request['cpu_ms']:.2f} ms CPU and {per_request['wall_ms']:.2f} ms wall each")
+
+
+@contextmanager
+def scratch_database():
+    """Point DATABASE_URL at a new database on its server for the block, and drop it after."""
     server, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     if not server or not redis_url:
         sys.exit("set DATABASE_URL (a server where a database may be created) and REDIS_URL")
-
     name = f"boxoffice_profile_{secrets.token_hex(4)}"
     with psycopg.connect(_plain(server), autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
@@ -46,11 +55,10 @@ def main(argv: list[str]) -> None:
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
     })
     try:
-        per_request = run(args)
+        yield
     finally:
         with psycopg.connect(_plain(server), autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    print(f"{args.requests} requests: {per_request['cpu_ms']:.2f} ms CPU and {per_request['wall_ms']:.2f} ms wall each")
 
 
 def run(args) -> dict:

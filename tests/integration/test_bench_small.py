@@ -94,3 +94,20 @@ def test_the_request_profiler_reports_cpu_per_booking_request_and_cleans_up():
     with psycopg.connect(url) as connection:
         left = connection.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'boxoffice_profile_%'").fetchone()[0]
     assert left == 0
+
+
+def test_the_reservation_profiler_decides_every_batch_and_cleans_up():
+    import psycopg
+    from sqlalchemy.engine import make_url
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.profile_reservation", "--batches", "1,20", "--bookings", "40",
+         "--profile", "--top", "5"],
+        cwd=REPO_ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    # Each run must decide exactly its batch (the tool asserts it), so these lines mean it did.
+    assert "batch    1: 40 runs" in completed.stdout and "batch   20: 5 runs" in completed.stdout
+    assert "decide_pending" in completed.stdout
+    url = make_url(os.environ["DATABASE_URL"]).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as connection:
+        left = connection.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'boxoffice_profile_%'").fetchone()[0]
+    assert left == 0

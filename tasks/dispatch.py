@@ -210,7 +210,9 @@ class ReservationKicks:
     request threads. A kick lost here (broker down, process killed) is made good by the relay,
     which kicks every show with bookings pending for longer than a few seconds."""
 
-    INTERVAL_S = float(os.environ.get("RESERVE_KICK_INTERVAL_S", "0.02"))
+    # Longer means bigger reservation batches (less work per booking), and a booking waits that
+    # much longer for its seats; docs/benchmarks.md has the measured trade-off.
+    INTERVAL_S = float(os.environ.get("RESERVE_KICK_INTERVAL_S", "0.1"))
 
     def __init__(self):
         self._shows: set[str] = set()

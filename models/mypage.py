@@ -6,7 +6,6 @@ row carries the booking version it reflects, so an older projection never overwr
 from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, Integer, String, select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.bookings import Booking
@@ -31,49 +30,9 @@ class MyPageEntry(db.Model):
     version: Mapped[int] = mapped_column(Integer)
 
 
-def entry_values(booking: Booking) -> dict:
-    return {
-        "booking_id": booking.id,
-        "customer_id": booking.customer_id,
-        "show_id": booking.show_id,
-        "show_title": booking.show.title,
-        "starts_at": booking.show.starts_at,
-        "qty": booking.qty,
-        "amount": booking.amount,
-        "status": booking.status,
-        "payment_status": booking.payment.status,
-        "ticket_status": booking.ticket.status,
-        "created_at": booking.created_at,
-        "updated_at": booking.updated_at,
-        "version": booking.version,
-    }
-
-
-def _upsert():
-    table = MyPageEntry.__table__
-    stmt = insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=[table.c.booking_id],
-        set_={c: stmt.excluded[c] for c in ("show_title", "starts_at", "status", "payment_status",
-                                           "ticket_status", "updated_at", "version")},
-        where=table.c.version < stmt.excluded.version,
-    )
-
-
-# One statement, compiled once, run for many rows (executemany, pipelined by psycopg). A
-# multi-VALUES insert built per call was compiled again for every batch size: it was most of the
-# reservation step's time.
-_UPSERT = _upsert()
-
-
-def project(bookings: list[Booking]) -> None:
-    """Upsert the entries of these bookings, newer versions only."""
-    if bookings:
-        db.session.execute(_UPSERT, [entry_values(b) for b in bookings])
-
-
-# The same upsert fed from the transactional tables in the database: no booking is loaded. It sees
-# this transaction's own changes, so a step may change bookings and project them in one go.
+# One statement for any number of bookings, fed from the transactional tables: no booking is
+# loaded. It sees this transaction's own changes, so a step may change bookings and project them
+# in one go. Only newer versions are written.
 _PROJECT_IDS = text("""
     WITH source AS (
         SELECT b.id, b.customer_id, b.show_id, s.title, s.starts_at, b.qty, b.amount, b.status,
@@ -95,6 +54,11 @@ _PROJECT_IDS = text("""
     )
     SELECT count(*) FROM source
 """)
+
+
+def project(bookings: list[Booking]) -> None:
+    """Upsert the entries of these bookings, newer versions only."""
+    project_ids([booking.id for booking in bookings])
 
 
 def project_ids(booking_ids: list[str]) -> int:

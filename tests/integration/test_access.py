@@ -58,11 +58,24 @@ def test_the_owner_and_an_admin_reach_the_booking(app, owned_booking, admin_head
         assert status in (200, 202, 409)
 
 
-def test_my_page_lists_only_my_bookings(app, owned_booking, new_customer):
-    intruder = new_customer()
-    _, booking_id = owned_booking
-    listed = app.test_client().get("/me/bookings", headers=intruder["headers"]).json
-    assert all(entry["booking_id"] != booking_id for entry in listed)
+def test_my_page_lists_only_my_bookings(app, worker, new_customer, make_show, book, wait_for):
+    """Both customers' bookings settle through a real worker, so both my pages have rows: the
+    owner sees theirs, the other customer sees only their own (neither list is empty)."""
+    from tests.processes import wait_until
+    owner, other = new_customer(), new_customer()
+    show = make_show(capacity=5)
+    mine = {who: book(customer, show["id"], qty=1).json["id"] for who, customer in (("owner", owner), ("other", other))}
+    for booking_id in mine.values():
+        wait_for(booking_id, status="PAID", ticket_status="ISSUABLE")
+
+    def listed(customer, booking_id):
+        """The customer's my page once it shows their own settled booking (the projection ran)."""
+        rows = app.test_client().get("/me/bookings?page_size=100", headers=customer["headers"]).json
+        return rows if any(r["booking_id"] == booking_id and r["status"] == "PAID" for r in rows) else None
+    owners = wait_until(lambda: listed(owner, mine["owner"]), 30, 0.1, "the owner's my page to show the booking")
+    others = wait_until(lambda: listed(other, mine["other"]), 30, 0.1, "the other's my page to show theirs")
+    assert [r["booking_id"] for r in owners] == [mine["owner"]]
+    assert [r["booking_id"] for r in others] == [mine["other"]]
 
 
 def _admin_operations(app):
@@ -165,15 +178,22 @@ def test_every_secured_operation_rejects_bad_tokens_with_401(app, bad_tokens):
 
 
 def test_a_token_that_worked_is_refused_once_it_expires(app, customer):
-    """Verified tokens are remembered per process (web/extensions.py); the memory must not outlive `exp`."""
-    import time
+    """Verified tokens are remembered per process (web/extensions.py); the memory must not outlive `exp`.
+
+    The clock is moved, not waited for: time-machine shifts every clock of this process (the
+    memory's and PyJWT's) to a second past the token's `exp`."""
+    import time_machine
     with app.app_context():
         token = create_access_token(identity=customer["id"], additional_claims={"role": "customer"},
-                                    expires_delta=timedelta(seconds=2))
+                                    expires_delta=timedelta(minutes=10))
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
     assert client.get("/me/bookings", headers=headers).status_code == 200
     assert client.get("/me/bookings", headers=headers).status_code == 200  # now from memory
-    time.sleep(2.5)
-    response = client.get("/me/bookings", headers=headers)
+    payload = token.split(".")[1]
+    exp = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"]
+    with time_machine.travel(exp - 1, tick=False):  # just before: still accepted
+        assert client.get("/me/bookings", headers=headers).status_code == 200
+    with time_machine.travel(exp + 1, tick=False):
+        response = client.get("/me/bookings", headers=headers)
     assert response.status_code == 401 and response.json["message"] == "the token has expired"

@@ -7,6 +7,7 @@ so the rare double publish is harmless.
 """
 import logging
 import os
+import signal
 import threading
 import time
 
@@ -91,7 +92,30 @@ def publish_and_forget(ready: list[tuple[int, str, str]]) -> None:
     except Exception as error:  # broker down: the relay publishes them later (a few may go twice)
         log.warning("broker unavailable, %d step(s) left to the outbox relay: %r", len(ready), error)
         return
+    if _DIE_AFTER_SEND_FILE:
+        _die_after_send_if_asked(ready)
     _sweeper.forget([message_id for message_id, _, _ in ready], current_app._get_current_object())
+
+
+# Test-only fault (RELIABILITY row 7c: the dispatcher killed between send and mark-sent). Set
+# only by tests/integration/test_reliability_rows.py on a worker of its own: never in production,
+# where the variable is unset and this costs one test of a module constant per commit. When the
+# file it names lists a step just published, the process deletes the file (so it dies once) and
+# SIGKILLs itself before its outbox rows are deleted.
+_DIE_AFTER_SEND_FILE = os.environ.get("UNSAFE_TEST_DIE_AFTER_SEND_FILE")
+
+
+def _die_after_send_if_asked(ready: list[tuple[int, str, str]]) -> None:
+    try:
+        with open(_DIE_AFTER_SEND_FILE) as file:
+            steps = set(file.read().split())
+        if not steps & {task for _, task, _ in ready}:
+            return
+        os.remove(_DIE_AFTER_SEND_FILE)
+    except FileNotFoundError:  # not asked, or another process took this death
+        return
+    log.warning("UNSAFE_TEST_DIE_AFTER_SEND_FILE: dying after the send, before the outbox rows are deleted")
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 class SentRowSweeper:

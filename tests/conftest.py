@@ -19,6 +19,11 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 _state: dict = {}
 
+# The Redis databases of REDIS_URL's server the suite owns, each emptied before use (the README
+# names them): the suite's broker, the end-to-end stack's, and the one the tests that run a worker
+# of their own publish to (tests/integration/observed_stack.py; one such test at a time).
+REDIS_DB_SUITE, REDIS_DB_E2E, REDIS_DB_PRIVATE = 1, 2, 3
+
 
 def _plain(url: str) -> str:
     """A libpq URL for psycopg from an SQLAlchemy one."""
@@ -65,8 +70,8 @@ def pytest_configure(config):
     os.environ.update({
         "DATABASE_URL": urls["main"],
         "E2E_DATABASE_URL": urls["e2e"],
-        "REDIS_URL": _with_db(redis_url, 1),
-        "E2E_REDIS_URL": _with_db(redis_url, 2),
+        "REDIS_URL": _with_db(redis_url, REDIS_DB_SUITE),
+        "E2E_REDIS_URL": _with_db(redis_url, REDIS_DB_E2E),
         "BOXOFFICE_INSTANCE": str(instance),
         "HOLD_MINUTES": "10",
         # Rate limits stay on, but the whole suite comes from 127.0.0.1 far faster than a person;

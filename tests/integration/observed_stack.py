@@ -16,9 +16,12 @@ import redis
 from tests.processes import BIN, ManagedProcess, free_port, wait_healthy
 
 
-def private_broker(index: int) -> str:
-    """REDIS_URL's server with database `index`, emptied (leftovers of an earlier run are noise)."""
-    url = urlsplit(os.environ["REDIS_URL"])._replace(path=f"/{index}").geturl()
+def private_broker() -> str:
+    """REDIS_URL's server with the suite's private database (tests/conftest.py), emptied: what an
+    earlier test left there is noise. Tests run one at a time, and each one's private processes
+    are stopped by its (function or module) fixture before the next test empties it again."""
+    from tests.conftest import REDIS_DB_PRIVATE
+    url = urlsplit(os.environ["REDIS_URL"])._replace(path=f"/{REDIS_DB_PRIVATE}").geturl()
     redis.Redis.from_url(url).flushdb()
     return url
 
@@ -60,3 +63,55 @@ def json_lines(text: str) -> list[dict]:
 
 def request_id() -> str:
     return f"test-{secrets.token_hex(8)}"
+
+
+def ended_deliveries(processes, task_ids, timeout: float = 120) -> dict[str, dict]:
+    """Wait until these workers (one process or several) have logged the end of each of these
+    deliveries, by task id: its last SUCCESS or FAILURE record (a retried step keeps its id and
+    ends later). Returns {task_id: that record, with "worker": the process's name}; its "message"
+    carries the step's return value or error."""
+    from tests.processes import wait_until
+    processes = processes if isinstance(processes, (list, tuple)) else [processes]
+    wanted = set(task_ids)
+
+    def ended():
+        found = {}
+        for process in processes:
+            for record in json_lines(process.log()):
+                if record.get("task_id") in wanted and record.get("state") in ("SUCCESS", "FAILURE"):
+                    found[record["task_id"]] = {**record, "worker": process.name}
+        return found if set(found) == wanted else None
+    names = ", ".join(p.name for p in processes)
+    return wait_until(ended, timeout, 0.2, f"{len(wanted)} deliveries to end in the log of {names}")
+
+
+def returned(record: dict) -> str:
+    """A SUCCESS record's return value (tasks/telemetry.py logs "step NAME succeeded: VALUE")."""
+    assert record["state"] == "SUCCESS", record
+    return record["message"].split(" succeeded: ", 1)[1]
+
+
+def starts_of(app, task_ids) -> dict[str, tuple[int, int]]:
+    """{task_id: (starts, retries)} from the database's start counter (models/task_failures.py)."""
+    from sqlalchemy import select
+
+    from models import db
+    from models.task_failures import TaskStart
+    with app.app_context():
+        rows = db.session.execute(select(TaskStart.task_id, TaskStart.starts, TaskStart.retries)
+                                  .where(TaskStart.task_id.in_(list(task_ids)))).all()
+        db.session.remove()
+    return {task_id: (starts, retries) for task_id, starts, retries in rows}
+
+
+def failures_of(app, booking_id: str) -> list:
+    """Steps recorded as given up for a booking (models/task_failures.py)."""
+    from sqlalchemy import select
+
+    from models import db
+    from models.task_failures import TaskFailure
+    with app.app_context():
+        rows = [(f.task, f.error) for f in db.session.scalars(
+            select(TaskFailure).where(TaskFailure.booking_id == booking_id)).all()]
+        db.session.remove()
+    return rows

@@ -1,11 +1,11 @@
-"""Test-only steps, loaded into a worker with `--include` (never by the application)."""
+"""Test-only steps, loaded into a worker with `--include` (never by the application).
+
+A step that kills its worker on every delivery is the real charge step made to do so
+(killer_tasks.py): RELIABILITY row 3's attempt cap is shown on the step it protects."""
 import os
 import signal
 
 from celery import shared_task
-
-from models import db
-from models.task_failures import TaskFailure
 
 
 @shared_task(name="payments.reliability_dies_once")
@@ -17,14 +17,3 @@ def dies_once(marker: str) -> str:
     with open(marker + ".done", "w") as file:
         file.write("done")
     return "done"
-
-
-@shared_task(name="payments.reliability_always_dies")
-def always_dies(marker: str) -> str:
-    """Kills its own worker process on every delivery (row 3): only the attempt cap stops it."""
-    with open(marker, "a") as file:
-        file.write("x")
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-__all__ = ["dies_once", "always_dies", "TaskFailure", "db"]

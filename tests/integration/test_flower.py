@@ -13,7 +13,7 @@ def test_flower_requires_login_shows_the_queues_and_keeps_its_state(workdir):
     spec = next(s for s in stack_processes(folder, flower_auth="ops:secret-pass", flower_port=port)
                 if s.name == "flower")
     flower = ManagedProcess("flower", spec.executable_argv(), folder / "flower.log",
-                            {"REDIS_URL": private_broker(15)}).start()
+                            {"REDIS_URL": private_broker()}).start()
     url, auth = f"http://127.0.0.1:{port}", ("ops", "secret-pass")
     try:
         def up():

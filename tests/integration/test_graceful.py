@@ -14,7 +14,7 @@ from tests.processes import start_worker, wait_until
 @pytest.fixture(scope="module")
 def private(workdir, gateway):
     folder = workdir / "graceful"
-    env = {"REDIS_URL": private_broker(13), "GATEWAY_URL": gateway.base_url, "GATEWAY_TIMEOUT_S": "30"}
+    env = {"REDIS_URL": private_broker(), "GATEWAY_URL": gateway.base_url, "GATEWAY_TIMEOUT_S": "30"}
     api, url = start_api(folder, env, name="graceful-api")
     yield {"folder": folder, "env": env, "api": api, "url": url}
     api.stop()

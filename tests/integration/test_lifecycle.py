@@ -138,17 +138,31 @@ def test_same_idempotency_key_returns_the_same_booking_and_charges_once(app, cus
     assert app.test_client().get(f"/shows/{show['id']}").json["remaining"] == 8
 
 
-def test_a_step_delivered_twice_moves_money_once(app, customer, make_show, book, wait_for, gateway):
+def test_a_step_delivered_twice_moves_money_once(app, worker, customer, make_show, book, wait_for, gateway):
+    """Duplicate charges and refunds, each waited for until the worker has finished it: every one
+    ends normally (none fails, none is recorded as given up), the charges find nothing to do, and
+    the gateway holds one charge and one refund. The gateway is slow meanwhile, so the duplicate
+    refunds are at the gateway together with the real one, not after it has settled."""
+    from tests.integration.observed_stack import ended_deliveries, failures_of, returned, starts_of
     show = make_show(capacity=4, price=3000)
     booking_id = book(customer, show["id"], qty=1).json["id"]
-    wait_for(booking_id, status="PAID")
+    wait_for(booking_id, status="PAID", ticket_status="ISSUABLE")
     celery = app.extensions["celery"]
-    for _ in range(3):
-        celery.send_task("payments.charge", args=[booking_id])
-    app.test_client().post(f"/bookings/{booking_id}/cancel", headers=customer["headers"])
-    for _ in range(3):
-        celery.send_task("payments.refund", args=[booking_id])
-    wait_for(booking_id, status="CANCELLED", payment_status="REFUNDED")
+    charges = [celery.send_task("payments.charge", args=[booking_id]).id for _ in range(3)]
+    gateway.set_faults(latency_ms=700)
+    try:
+        assert app.test_client().post(f"/bookings/{booking_id}/cancel", headers=customer["headers"]).status_code == 202
+        refunds = [celery.send_task("payments.refund", args=[booking_id]).id for _ in range(3)]
+        ended = ended_deliveries(worker, charges + refunds)
+    finally:
+        gateway.clear_faults()
+    assert all(returned(ended[task_id]).startswith("nothing to charge") for task_id in charges), ended
+    assert all(ended[task_id]["state"] == "SUCCESS" for task_id in refunds), ended
+    starts = starts_of(app, charges + refunds)
+    assert len(starts) == 6 and set(starts.values()) == {(1, 0)}  # each ran once, no retry
+    assert failures_of(app, booking_id) == []
+    state = wait_for(booking_id, status="CANCELLED", payment_status="REFUNDED", ticket_status="VOID")
+    assert state["remaining"] == 4 and not state["seats_held"]
     ledger = gateway.ledger(booking_id)
     assert (ledger["charges"], ledger["refunds"]) == (1, 1)
     assert ledger["captured"] == 3000 and ledger["refunded"] == 3000

@@ -15,7 +15,7 @@ STEPS = ("seats.reserve_show", "payments.charge_many", "tickets.make_issuable_ma
 @pytest.fixture(scope="module")
 def traced(workdir, gateway):
     folder = workdir / "logging"
-    env = {"REDIS_URL": private_broker(12), "GATEWAY_URL": gateway.base_url, "GATEWAY_TIMEOUT_S": "5",
+    env = {"REDIS_URL": private_broker(), "GATEWAY_URL": gateway.base_url, "GATEWAY_TIMEOUT_S": "5",
            "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
     api, url = start_api(folder, env, name="log-api")
     worker = start_worker(folder, "log-worker", env, concurrency=2)

@@ -25,7 +25,7 @@ def value(samples: dict, name: str, **labels) -> float | None:
 @pytest.fixture(scope="module")
 def observed(workdir, gateway):
     folder = workdir / "metrics"
-    broker = private_broker(11)
+    broker = private_broker()
     env = {"REDIS_URL": broker, "GATEWAY_URL": gateway.base_url, "GATEWAY_TIMEOUT_S": "2"}
     api, url = start_api(folder, {**env, "PROMETHEUS_MULTIPROC_DIR": str(folder / "prom-api")}, name="metrics-api")
     metrics_port = free_port()
@@ -120,7 +120,7 @@ def test_worker_reports_queue_depth_per_queue(observed):
 def test_a_restarted_api_starts_its_counters_from_zero(workdir, gateway):
     """Counters left in the multiprocess folder by a previous run are not added to the new one."""
     folder = workdir / "metrics-restart"
-    env = {"REDIS_URL": private_broker(11), "GATEWAY_URL": gateway.base_url,
+    env = {"REDIS_URL": private_broker(), "GATEWAY_URL": gateway.base_url,
            "PROMETHEUS_MULTIPROC_DIR": str(folder / "prom-api")}
     labels = {"endpoint": "/healthz", "method": "GET", "status": "200"}
     api, url = start_api(folder, env, name="restart-api")

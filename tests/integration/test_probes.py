@@ -17,7 +17,7 @@ def probe(kind: str, heartbeat, max_age: float) -> int:
 
 @pytest.fixture(scope="module")
 def broker():
-    return private_broker(14)
+    return private_broker()
 
 
 def test_worker_probe_passes_while_alive_and_fails_when_hung_or_dead(workdir, broker, gateway):

@@ -29,7 +29,7 @@ class Api:
     def __init__(self, folder, **env):
         self.folder, self.tag = folder, secrets.token_hex(4)
         self.access_log = folder / "access.log"
-        env = {"RATE_LIMIT_KEY_PREFIX": f"rl-test-{self.tag}", "REDIS_URL": private_broker(10),
+        env = {"RATE_LIMIT_KEY_PREFIX": f"rl-test-{self.tag}", "REDIS_URL": private_broker(),
                "GUNICORN_CMD_ARGS": f"--access-logfile {self.access_log} "
                                     "--access-logformat '%(p)s %(m)s %(U)s %(s)s %({x-test-tag}i)s'",
                **env}

@@ -1,8 +1,6 @@
 """RELIABILITY.md: each row's fault, created for real against real workers, Redis, PostgreSQL
 and the gateway sandbox. Rows 1 and 2 are in tests/unit/test_celery_config.py; the chaos run
 (test_chaos_small.py) repeats 4, 5 and 6 under load."""
-import threading
-import time
 from datetime import timedelta
 
 import pybreaker
@@ -10,34 +8,42 @@ import pytest
 import redis
 from sqlalchemy import func, select, update
 
-from tests.processes import ROOT, free_port, start_worker, wait_until
-
-
-_next_db = iter(range(5, 15))
+from tests.integration import observed_stack
+from tests.integration.observed_stack import ended_deliveries, failures_of, json_lines, returned, starts_of, step_runs
+from tests.processes import ALL_QUEUES, BIN, ROOT, ManagedProcess, free_port, start_worker, wait_until
 
 
 @pytest.fixture
 def private_broker(app, workdir):
-    """A worker with its own settings on its own Redis database, and an app that publishes there,
-    so the package's shared worker never takes these steps."""
+    """A worker with its own settings on the suite's private Redis database, and an app that
+    publishes there, so the package's shared worker never takes these steps."""
     from web import create_app
     started = []
 
     def start(name, env, **worker_options):
-        url = app.config["REDIS_URL"].rsplit("/", 1)[0] + f"/{next(_next_db)}"
-        redis.Redis.from_url(url).flushdb()
+        url = observed_stack.private_broker()
         private = create_app({"SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
                               "GATEWAY_URL": app.config["GATEWAY_URL"], "REDIS_URL": url,
                               "JWT_SECRET_KEY": app.config["JWT_SECRET_KEY"]})
         private.extensions["celery"].conf.broker_url = url
         app.extensions["celery"].set_default()
-        proc = start_worker(workdir, name, {**env, "REDIS_URL": url}, **worker_options)
-        started.append(proc)
-        return private, proc
+        procs = [ManagedProcess(each, _worker_argv(each, **worker_options), workdir / f"{each}.log",
+                                {**env, "REDIS_URL": url}).start()
+                 for each in ([name] if isinstance(name, str) else name)]
+        started.extend(procs)
+        for proc in procs:  # started together, waited for together
+            proc.wait_for_log("ready.", timeout=90)
+        return (private, *procs)
 
     yield start
     for proc in started:
         proc.stop()
+
+
+def _worker_argv(name, queues=ALL_QUEUES, concurrency=4, extra=None):
+    return [str(BIN / "celery"), "-A", "wsgi.celery", "worker", "-Q", queues, "-n", f"{name}@%h",
+            "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-mingle", "--without-gossip",
+            *(extra or [])]
 
 
 def _failures(app, task, booking_id=None):
@@ -115,30 +121,90 @@ def test_row3_a_step_that_kills_its_worker_on_every_delivery_is_stopped_by_the_d
     assert gateway.ledger(booking_id)["captured"] == failure_amount(app, booking_id) == 900
 
 
+# -- row 7c: the dispatcher killed between send and mark-sent -----------------------------------
+
+def test_row7c_a_dispatcher_killed_between_send_and_mark_sent_is_deduplicated_by_its_consumer(
+        app, private_broker, gateway, customer, make_show, wait_for, workdir):
+    """The reservation step commits, publishes the booking's charge and is SIGKILLed before its
+    outbox row is deleted (the test-only fault in tasks/dispatch.py publish_and_forget). The charge
+    runs; beat's relay finds the row left behind and publishes the charge again; the consumer sees
+    the booking paid and does nothing: one charge at the gateway."""
+    die = workdir / "row7c-die-after-send"
+    die.write_text("payments.charge_many\n")
+    env = {"GATEWAY_URL": gateway.base_url, "GATEWAY_TIMEOUT_S": "2", "UNSAFE_TEST_DIE_AFTER_SEND_FILE": str(die)}
+    private, worker = private_broker("row7c", env, concurrency=2)
+    beat = ManagedProcess("row7c-beat", [str(BIN / "celery"), "-A", "wsgi.celery", "beat", "--loglevel", "INFO",
+                                         "--schedule", str(workdir / "row7c-beat-schedule")],
+                          workdir / "row7c-beat.log", {"REDIS_URL": private.config["REDIS_URL"],
+                                                       "HEARTBEAT_FILE": str(workdir / "row7c-beat.heartbeat")}).start()
+    try:
+        show = make_show(capacity=4, price=720)
+        booking_id = private.test_client().post("/bookings", headers=customer["headers"], json={
+            "show_id": show["id"], "qty": 2, "payment_method": "tok_ok"}).json["id"]
+        wait_until(lambda: not die.exists() and "signal 9 (SIGKILL)" in worker.log(), 90, 0.1,
+                   "the dispatcher to be killed after sending the charge")
+        wait_for(booking_id, status="PAID", payment_status="PAID", ticket_status="ISSUABLE", timeout=90)
+        wait_until(lambda: outbox_rows(app, booking_id) == 0, 90, 0.2, "the relay to publish the row left behind")
+        runs = wait_until(lambda: (found := step_runs(worker.log(), booking_id, ("payments.charge_many",)))
+                          and len(found) >= 2 and found, 90, 0.2, "the relay's copy of the charge to run")
+    finally:
+        beat.stop()
+    outcomes = sorted(run["outcome"] for run in runs)
+    assert outcomes == ["nothing to charge (PAID)", "paid"], outcomes  # the copy saw the work done
+    state = wait_for(booking_id, status="PAID", payment_status="PAID", ticket_status="ISSUABLE")
+    assert state["remaining"] == 2  # seats held once
+    assert failures_of(app, booking_id) == []
+    ledger = gateway.ledger(booking_id)
+    assert (ledger["captured"], ledger["charges"], ledger["refunded"]) == (1440, 1, 0)  # charged once
+
+
+def outbox_rows(app, booking_id):
+    from models import db
+    from models.outbox import OutboxMessage
+    with app.app_context():
+        count = db.session.scalar(select(func.count()).select_from(OutboxMessage)
+                                  .where(OutboxMessage.booking_id == booking_id))
+        db.session.remove()
+        return count
+
+
 # -- row 8: a payment step delivered twice ---------------------------------------------------
 
 def test_row8_charge_and_refund_delivered_twice_move_money_once(app, worker, gateway, customer, make_show,
-                                                                book, wait_for, admin_headers):
+                                                                book, wait_for):
+    """Duplicates before, during and after the cancel, each waited for until the worker has
+    finished it (its end in the worker's log, its start in the database's counter): all end
+    normally, none is recorded as given up, and the gateway holds one charge and one refund.
+    The gateway is slow during the cancel, so the duplicate refunds reach it with the real one."""
     show = make_show(capacity=5, price=700)
     booking_id = book(customer, show["id"], qty=2).json["id"]
     wait_for(booking_id, status="PAID", ticket_status="ISSUABLE")
     celery = app.extensions["celery"]
     with app.app_context():
-        for _ in range(2):
-            celery.send_task("payments.charge", args=[booking_id])
-    client = app.test_client()
-    assert client.post(f"/bookings/{booking_id}/cancel", headers=customer["headers"]).status_code == 202
-    with app.app_context():
-        for _ in range(3):
-            celery.send_task("payments.refund", args=[booking_id])
-    wait_for(booking_id, status="CANCELLED", payment_status="REFUNDED")
-    with app.app_context():
-        for _ in range(2):
-            celery.send_task("payments.charge", args=[booking_id])
-            celery.send_task("payments.refund", args=[booking_id])
-    # Quiet: the duplicates have run when a later step for the same queue has.
-    other = book(customer, show["id"], qty=1).json["id"]
-    wait_for(other, status="PAID")
+        charges = [celery.send_task("payments.charge", args=[booking_id]).id for _ in range(2)]
+    gateway.set_faults(latency_ms=700)
+    try:
+        client = app.test_client()
+        assert client.post(f"/bookings/{booking_id}/cancel", headers=customer["headers"]).status_code == 202
+        with app.app_context():
+            refunds = [celery.send_task("payments.refund", args=[booking_id]).id for _ in range(3)]
+        ended = ended_deliveries(worker, charges + refunds)
+    finally:
+        gateway.clear_faults()
+    wait_for(booking_id, status="CANCELLED", payment_status="REFUNDED", ticket_status="VOID")
+    with app.app_context():  # and once it is all over
+        late_charges = [celery.send_task("payments.charge", args=[booking_id]).id for _ in range(2)]
+        late_refunds = [celery.send_task("payments.refund", args=[booking_id]).id for _ in range(2)]
+    ended.update(ended_deliveries(worker, late_charges + late_refunds))
+
+    assert all(returned(ended[t]).startswith("nothing to charge") for t in charges + late_charges), ended
+    assert all(ended[t]["state"] == "SUCCESS" for t in refunds), ended
+    assert {returned(ended[t]) for t in late_refunds} == {"already settled"}  # it asked nobody
+    starts = starts_of(app, ended)
+    assert len(starts) == len(ended) and set(starts.values()) == {(1, 0)}  # each delivery ran once, no retry
+    assert failures_of(app, booking_id) == []
+    state = wait_for(booking_id, status="CANCELLED", payment_status="REFUNDED", ticket_status="VOID")
+    assert state["remaining"] == 5 and not state["seats_held"]
     ledger = gateway.ledger(booking_id)
     assert (ledger["captured"], ledger["refunded"], ledger["charges"], ledger["refunds"]) == (1400, 1400, 1, 1)
 
@@ -181,9 +247,10 @@ def failure_amount(app, booking_id):
         return amount
 
 
-def test_row10_a_booking_whose_charge_gave_up_still_reaches_a_final_state(app, gateway, customer, make_show,
+def test_row10_a_booking_whose_charge_still_retries_reaches_a_final_state_at_its_deadline(app, gateway, customer, make_show,
                                                                           book, wait_for, worker):
-    """The hold deadline passes: cleanup expires it, releases the seats and reconciles the money."""
+    """The gateway is down and the charge keeps retrying (it has not given up): the hold deadline
+    passes, cleanup expires the booking, releases the seats and reconciles the money."""
     from models import db
     from models.bookings import Booking
     from tasks.maintenance import expire_holds
@@ -207,36 +274,66 @@ def test_row10_a_booking_whose_charge_gave_up_still_reaches_a_final_state(app, g
 
 # -- row 11: two beats at once ---------------------------------------------------------------
 
-def test_row11_two_expiry_sweeps_at_once_release_seats_once(app, customer, make_show, book, wait_for, worker):
+def test_row11_two_expiry_sweeps_at_once_release_seats_once(app, private_broker, customer, make_show,
+                                                            booking_state, wait_for, workdir):
+    """Two beats send the same sweep twice: two worker processes each run one, at the same time.
+    The test holds the show's row lock until both have read the same overdue bookings and wait
+    for it, then lets them race. Each overdue booking is expired once, its seats released once;
+    the booking whose hold is still live keeps its seats; neither sweep fails."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
     from models import db
     from models.bookings import Booking
-    from tasks.maintenance import expire_holds
-    show = make_show(capacity=6)
-    ids = [book(customer, show["id"], qty=2, payment_method="tok_ok").json["id"] for _ in range(3)]
-    for booking_id in ids:
-        wait_for(booking_id, status="PAID")
-    # Make them look unpaid and overdue, as if their charges never completed.
+    one_each = {"CELERY_PREFETCH": "1"}  # concurrency 1, prefetch 1: a busy worker takes nothing more
+    private, first, second = private_broker(["row11-a", "row11-b"], one_each, queues="seats,maintenance",
+                                            concurrency=1)
+    client = private.test_client()
+    show = make_show(capacity=8)
+    ids = [client.post("/bookings", headers=customer["headers"], json={
+        "show_id": show["id"], "qty": 2, "payment_method": "tok_ok"}).json["id"] for _ in range(4)]
+    for booking_id in ids:  # no payments worker here: the seats stay held, unpaid
+        wait_for(booking_id, status="CONFIRMED", payment_status="NONE")
+    overdue, live = ids[:3], ids[3]
     with app.app_context():
-        db.session.execute(update(Booking).where(Booking.id.in_(ids))
-                           .values(status="CONFIRMED", hold_deadline=func.now() - timedelta(seconds=1)))
+        db.session.execute(update(Booking).where(Booking.id.in_(overdue))
+                           .values(hold_deadline=func.now() - timedelta(seconds=1)))
         db.session.commit()
         db.session.remove()
-    results = []
+    before = {booking_id: booking_state(booking_id) for booking_id in ids}
+    assert before[live]["remaining"] == 0
 
-    def sweep():
-        with app.app_context():
-            results.append(expire_holds.run())
-            db.session.remove()
-    threads = [threading.Thread(target=sweep) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(results) == [0, 3] or sum(results) == 3
-    with app.app_context():
-        from models.shows import Show
-        assert db.session.get(Show, show["id"]).remaining == 6  # released exactly once
-        db.session.remove()
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False)) as holder, \
+            psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as watcher:
+        holder.execute("SELECT 1 FROM shows WHERE id = %s FOR NO KEY UPDATE", (show["id"],))  # as get_show does
+        held_by = holder.info.backend_pid
+        celery = private.extensions["celery"]
+        with private.app_context():
+            sweeps = [celery.send_task("maintenance.expire_holds").id for _ in range(2)]
+
+        def waiting_on_the_lock():
+            # The second waiter queues behind the first (its tuple lock), not the holder itself.
+            return watcher.execute("""
+                WITH RECURSIVE blocked(pid) AS (
+                    SELECT pid FROM pg_stat_activity WHERE %(held_by)s = ANY(pg_blocking_pids(pid))
+                    UNION SELECT a.pid FROM pg_stat_activity a JOIN blocked b ON b.pid = ANY(pg_blocking_pids(a.pid)))
+                SELECT count(*) FROM blocked""", {"held_by": held_by}).fetchone()[0] == 2
+        # Each waits up to lock_timeout (web/config.py), then retries: poll faster than that.
+        wait_until(waiting_on_the_lock, 90, 0.05, "both sweeps to have read the overdue bookings and wait on the show")
+        holder.rollback()  # both go at once
+
+    ended = ended_deliveries([first, second], sweeps, timeout=90)
+    assert {record["worker"] for record in ended.values()} == {first.name, second.name}  # one sweep each
+    expired = sorted(int(returned(ended[t])) for t in sweeps)
+    assert sum(expired) == 3, expired
+    assert not _failures(app, "maintenance.expire_holds")
+    for booking_id in overdue:
+        state = booking_state(booking_id)
+        assert state["status"] == "EXPIRED" and not state["seats_held"], state
+        assert state["version"] == before[booking_id]["version"] + 1, (booking_id, "expired more than once")
+    assert booking_state(live)["status"] == "CONFIRMED"
+    assert booking_state(live)["remaining"] == 8 - 2  # capacity minus the live hold: released exactly once
 
 
 # -- row 13: the breaker is shared, and deliberate when Redis is down ------------------------
@@ -295,7 +392,8 @@ def test_row13_open_breaker_makes_charges_wait_not_fail(app, private_broker, gat
         wait_for(booking_id, status="PAID", timeout=120)
     finally:
         gateway.clear_faults()
-        redis.Redis.from_url(app.config["REDIS_URL"]).delete(
+        # The breaker lives in the worker's Redis database (its REDIS_URL), not the suite's.
+        redis.Redis.from_url(private.config["REDIS_URL"]).delete(
             *[f"pybreaker:boxoffice:gateway:{k}" for k in ("state", "fail_counter", "success_counter", "opened_at")])
 
 

@@ -56,3 +56,12 @@ def ledger_mismatches(bookings: list[dict], ledger_by_reference: dict[str, dict]
             mismatches += 1
     mismatches += sum(1 for reference in ledger_by_reference if reference not in ids)
     return mismatches
+
+
+def show_ledger(ledger_by_reference: dict[str, dict], show_booking_ids, other_booking_ids) -> dict[str, dict]:
+    """The part of the gateway's whole ledger one show's check must see: its bookings' entries,
+    and every entry whose reference is no booking at all (a stray charge, which ledger_mismatches
+    counts). Entries of other shows' bookings are left to those shows' checks."""
+    show_booking_ids, other_booking_ids = set(show_booking_ids), set(other_booking_ids)
+    return {reference: entry for reference, entry in ledger_by_reference.items()
+            if reference in show_booking_ids or reference not in other_booking_ids}

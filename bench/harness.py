@@ -28,7 +28,7 @@ import psutil
 import psycopg
 
 from stack.embedded import free_port
-from stack.processes import REPO_ROOT, WORKER_METRICS_PORTS, process_env, stack_processes
+from stack.processes import REPO_ROOT, process_env, stack_processes
 from stack.supervisor import Stack
 
 from bench import checks
@@ -128,7 +128,8 @@ class BenchStack:
 
     def spec(self, name: str):
         specs = stack_processes(self.stack.data_dir, api_port=self.stack.api_port, workers=self.stack.workers,
-                                flower=False, gateway_port=self.stack.gateway_port)
+                                flower=False, gateway_port=self.stack.gateway_port,
+                                metrics_ports=self.stack.metrics_ports)
         return next(s for s in specs if s.name == name)
 
     # -- seeding (before any timed phase)
@@ -251,9 +252,9 @@ class ReserveStepClock:
     itself, not bounded by how fast the API accepts."""
 
     def __init__(self, bench: BenchStack):
-        port = WORKER_METRICS_PORTS["worker-booking"]
+        port = bench.stack.metrics_ports["worker-booking"]  # this run's own (free) port
         self.url = f"http://127.0.0.1:{port}/metrics"
-        # The port is fixed by the process list: make sure it is this run's worker that serves it.
+        # Make sure it is this run's worker that serves it (nothing else took the port meanwhile).
         worker = psutil.Process(bench.stack.process("worker-booking").pid)
         if not any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in worker.net_connections("tcp")):
             raise RuntimeError(f"port {port} is not served by this run's booking worker (another stack running?)")
@@ -347,6 +348,7 @@ def check_show(bench: BenchStack, show_id: str, load_result: dict) -> dict:
     """oversold, fairness_violations and ledger_mismatches for one show. Fairness is judged by
     when each booking's request was sent and answered (the load result, joined by booking id)."""
     from gateway.client import GatewayClient
+    ledger = GatewayClient(bench.stack.urls["gateway"], timeout=60).ledger()["by_reference"]
     with psycopg.connect(bench.db_url) as connection:
         capacity, remaining = connection.execute(
             "SELECT capacity, remaining FROM shows WHERE id = %s", (show_id,)).fetchone()
@@ -355,11 +357,13 @@ def check_show(bench: BenchStack, show_id: str, load_result: dict) -> dict:
             (show_id,))
         columns = [c.name for c in cursor.description]
         rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
-    ids = {row["id"] for row in rows}
-    ledger = GatewayClient(bench.stack.urls["gateway"], timeout=60).ledger()["by_reference"]
-    ledger = {reference: entry for reference, entry in ledger.items() if reference in ids}
-    # A charge for a booking of another show is checked with that show; one for no booking at all
-    # cannot happen here (the gateway is the stack's own, fresh for the run).
+        ids = {row["id"] for row in rows}
+        # The gateway is the stack's own, fresh for the run: a reference that is no booking of
+        # ours is a stray charge, counted here; another show's bookings are checked with it.
+        others = [reference for reference in ledger if reference not in ids]
+        elsewhere = {row[0] for row in connection.execute(
+            "SELECT id FROM bookings WHERE id = ANY(%s)", (others,))} if others else set()
+    ledger = checks.show_ledger(ledger, ids, elsewhere)
     statuses: dict[str, int] = {}
     for row in rows:
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1

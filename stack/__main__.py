@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from .embedded import ServerError, servers_from_env_or_embedded
-from .processes import stack_processes
+from .processes import WORKER_METRICS_PORTS, stack_processes
 from .supervisor import Stack, StackError, mask_password
 
 log = logging.getLogger("stack")
@@ -72,6 +72,7 @@ def _up(args: argparse.Namespace) -> int:
         pg_port=args.pg_port,
         redis_port=args.redis_port,
         detach=True,  # stopped explicitly below, after the processes that use them
+        metrics_ports=WORKER_METRICS_PORTS,  # the documented ones; other stacks pick free ports
     )
     _raise_on_signals()
     try:

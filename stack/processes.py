@@ -45,12 +45,15 @@ def stack_processes(
     flower_auth: str = "USER:PASS",
     gateway_port: int = GATEWAY_PORT,
     flower_port: int = FLOWER_PORT,
+    metrics_ports: dict[str, int] | None = None,
 ) -> list[ProcessSpec]:
     """Every process of the stack in start order; the one-shot migration comes first.
 
     data_dir is where the processes keep their state (`var/` locally, a volume in docker-compose).
+    metrics_ports: each worker's metrics port by process name (default WORKER_METRICS_PORTS).
     """
     data = str(data_dir)
+    ports = {**WORKER_METRICS_PORTS, **(metrics_ports or {})}
     celery = ("celery", "-A", "wsgi.celery")
     specs = [
         ProcessSpec("migrate", ("flask", "--app", "wsgi", "db", "upgrade"), oneshot=True),
@@ -68,17 +71,17 @@ def stack_processes(
             "worker-booking",
             (*celery, "worker", "-Q", "seats,tickets,mypage", "-n", "booking@%h",
              "--concurrency", str(workers), "-E"),
-            env=worker_env(data, "worker-booking", WORKER_METRICS_PORTS["worker-booking"]),
+            env=worker_env(data, "worker-booking", ports["worker-booking"]),
         ),
         ProcessSpec(
             "worker-payments",
             (*celery, "worker", "-Q", "payments", "-n", "payments@%h", "--concurrency", str(workers), "-E"),
-            env=worker_env(data, "worker-payments", WORKER_METRICS_PORTS["worker-payments"]),
+            env=worker_env(data, "worker-payments", ports["worker-payments"]),
         ),
         ProcessSpec(
             "worker-maintenance",
             (*celery, "worker", "-Q", "maintenance", "-n", "maintenance@%h", "--concurrency", "1", "-E"),
-            env=worker_env(data, "worker-maintenance", WORKER_METRICS_PORTS["worker-maintenance"]),
+            env=worker_env(data, "worker-maintenance", ports["worker-maintenance"]),
         ),
         ProcessSpec("beat", (*celery, "beat", "--schedule", f"{data}/celerybeat-schedule"),
                     env={"HEARTBEAT_FILE": f"{data}/heartbeat/beat"}),
@@ -96,7 +99,18 @@ def stack_processes(
 
 # Each worker serves its step metrics on its own port (tasks/telemetry.py); liveness probes read
 # each process's heartbeat file (`python -m tasks.probe worker|beat` with HEARTBEAT_FILE).
+# These are the run command's ports; every other stack (tests, benchmark, chaos run) gets free ones
+# (`Stack(metrics_ports=None)`), so it starts while a `bin/run` stack is up.
 WORKER_METRICS_PORTS = {"worker-booking": 9101, "worker-payments": 9102, "worker-maintenance": 9103}
+
+
+def free_metrics_ports() -> dict[str, int]:
+    """A free loopback port for each worker's metrics, as for the other servers of a private stack."""
+    from .embedded import free_port
+    ports: dict[str, int] = {}
+    while len(set(ports.values())) < len(WORKER_METRICS_PORTS):
+        ports = {name: free_port() for name in WORKER_METRICS_PORTS}
+    return ports
 
 
 def metrics_env(data: str, name: str) -> dict[str, str]:

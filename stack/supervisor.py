@@ -27,6 +27,7 @@ from .processes import (
     REPO_ROOT,
     ProcessSpec,
     flower_credentials,
+    free_metrics_ports,
     process_env,
     stack_processes,
 )
@@ -99,8 +100,12 @@ class Stack:
         env: dict[str, str] | None = None,
         gateway_port: int = GATEWAY_PORT,
         flower_port: int = FLOWER_PORT,
+        metrics_ports: dict[str, int] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        # The workers' metrics ports: the run command passes its fixed ones (WORKER_METRICS_PORTS);
+        # any other stack gets free ones, chosen once, so a restarted worker keeps its port.
+        self.metrics_ports = dict(metrics_ports) if metrics_ports else free_metrics_ports()
         self.gateway_port = gateway_port
         self.flower_port = flower_port
         self.api_port = api_port
@@ -225,6 +230,7 @@ class Stack:
             flower_auth=self.flower_auth,
             gateway_port=self.gateway_port,
             flower_port=self.flower_port,
+            metrics_ports=self.metrics_ports,
         )
 
     def _check_programs(self, specs: list[ProcessSpec]) -> None:
@@ -237,6 +243,7 @@ class Stack:
         ports = {"api": self.api_port, "gateway": self.gateway_port}
         if self.flower:
             ports["flower"] = self.flower_port
+        ports.update({f"{name} metrics": port for name, port in self.metrics_ports.items()})
         busy = [f"{name} port {port}" for name, port in ports.items() if port_in_use(port)]
         if busy:
             raise StackError(f"already in use on 127.0.0.1: {', '.join(busy)} (another stack running?)")

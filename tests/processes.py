@@ -21,6 +21,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class occupied_ports:
+    """Holds these loopback ports (a listening socket on each that is free), as a `bin/run`
+    stack would: `with occupied_ports(9101, 9102, 9103):`. Ports already taken stay taken."""
+
+    def __init__(self, *ports: int):
+        self.ports, self.sockets = ports, []
+
+    def __enter__(self) -> "occupied_ports":
+        for port in self.ports:
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", port))
+                sock.listen()
+                self.sockets.append(sock)
+            except OSError:  # someone else's already: occupied all the same
+                sock.close()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+
 def wait_until(predicate, timeout: float = 60, interval: float = 0.1, message: str = "condition"):
     """Poll until predicate() is truthy; return its value. Fails the test on timeout."""
     deadline = time.monotonic() + timeout

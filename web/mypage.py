@@ -14,6 +14,7 @@ class MyPageEntrySchema(Schema):
     booking_id = fields.String()
     show_id = fields.String()
     show_title = fields.String()
+    venue = fields.String()
     starts_at = fields.AwareDateTime(format="iso")
     qty = fields.Integer()
     amount = fields.Integer()

@@ -65,6 +65,7 @@ class Token(MethodView):
         user = authenticate(body["email"], body["password"])
         if user is None:
             abort(401, message="wrong email or password")
+        db.session.commit()  # a hash with old parameters was just replaced (models/users.py)
         ttl = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
         token = create_access_token(identity=user.id, additional_claims={"role": user.role})
         return {"access_token": token, "token_type": "Bearer", "expires_in": ttl}

@@ -256,10 +256,10 @@ class Chaos:
         """(name, apply, undo, seconds it lasts). Each type must fire at least once (the run
         fails otherwise): a fault that could not be made is not hidden behind repeats of others."""
         short = self.args.fault_interval * 0.5
-        # Longer than the client's timeout plus any margin, and held for longer than a hold: a
-        # charge sent now is answered (and may capture) only after the client gave up, while
+        # Three times the client's timeout plus any margin, and held for longer than a hold: a
+        # charge sent now is answered (and may capture) long after the client gave up, while
         # customers cancel and holds expire. Money must still come back, decided by the gateway.
-        slow_ms = int((GATEWAY_TIMEOUT_S + 5 + 2) * 1000)
+        slow_ms = int((GATEWAY_TIMEOUT_S + 5) * 3 * 1000)
         slow_for = self.args.hold_minutes * 60 + 20
         return [
             ("gateway errors 30%", lambda: self.gateway.set_faults(error_rate=0.3), lambda: self.gateway.clear_faults(), short),

@@ -93,6 +93,12 @@ def init_app(app: Flask) -> None:
             return unexpected(error)
         return error_body(409, UNIQUE_CONFLICTS.get(constraint, "this already exists")), 409
 
+    def malformed_body(error: Exception):
+        return error_body(400, f"the request body is not valid HTTP: {str(error)[:200]}"), 400
+
+    for kind in _server_body_errors():
+        app.register_error_handler(kind, malformed_body)
+
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
         app.logger.exception("unhandled error")
@@ -131,6 +137,16 @@ def init_app(app: Flask) -> None:
 
     # Errors raised outside flask-smorest views (404 on unknown URLs, 405, 413) get the same shape.
     app.register_error_handler(HTTPException, api.handle_http_exception)
+
+
+def _server_body_errors() -> tuple:
+    """What gunicorn raises while the app reads a malformed body (a bad chunk size in a chunked
+    one, say): the request is not HTTP, and that is the client's error, not a 500."""
+    try:
+        from gunicorn.http.errors import NoMoreData, ParseException
+    except ImportError:  # served by another server
+        return ()
+    return ParseException, NoMoreData
 
 
 def _unique_violation(error: IntegrityError) -> str | None:

@@ -129,8 +129,10 @@ def init_app(app: Flask) -> None:
                               {name: ["Unknown field."] for name in unknown}), 422
         page = request.args.get("page", "")
         # An OFFSET past bigint is a database error. Only ASCII digits are a number here (the
-        # parser refuses the rest); int() would take "²" and then fail on it.
-        if page.isascii() and page.isdigit() and (len(page) > len(str(MAX_PAGE)) or int(page) > MAX_PAGE):
+        # parser refuses the rest: int() would take "²", then fail on it), and a long one is not
+        # converted at all (int() refuses more than 4,300 digits).
+        digits = page.lstrip("0")
+        if page.isascii() and page.isdigit() and (len(digits) > len(str(MAX_PAGE)) or int(digits or 0) > MAX_PAGE):
             return error_body(422, "the request has invalid fields",
                               {"page": [f"Must be less than or equal to {MAX_PAGE}."]}), 422
         return None

@@ -12,7 +12,9 @@ each of those became a 500. Here they are refused before any view runs (SPEC §5
   more than MAX_DIGITS digits (Python refuses to convert more than 4,300; no field takes more
   than 19) — wherever they are in the document, known field or not;
 - an integer query parameter must be ASCII digits (`int()` also takes "²"-like digits of
-  other scripts, "1_000" and spaces).
+  other scripts, "1_000" and spaces), and so must an `<int:...>` segment of a URL (werkzeug's
+  converter matches `\d`, which is any script's digits: `/admin/task-failures/١/retry` was
+  failure 1).
 
 Every blueprint is a `web.parsing.Blueprint` so that its `arguments` and `paginate` use this
 parser; tests/integration/test_hostile_input.py checks that none is left out.
@@ -25,6 +27,7 @@ import flask_smorest
 from marshmallow import ValidationError, fields
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
+from werkzeug.routing import IntegerConverter
 
 from web.fields import unstorable_reason
 
@@ -135,3 +138,9 @@ class Blueprint(flask_smorest.Blueprint):
 
     ARGUMENTS_PARSER = parser
     PAGINATION_ARGUMENTS_PARSER = parser
+
+
+class AsciiIntegerConverter(IntegerConverter):
+    """`<int:...>` in URL rules: ASCII digits only (create_app installs it before any rule)."""
+
+    regex = r"[0-9]+"

@@ -15,6 +15,7 @@ import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -302,6 +303,8 @@ def test_hostile_unknown_headers_change_nothing(app, client, target):
     ("post", "/bookings/%00/ticket", "customer", 422),
     ("post", "/admin/task-failures/" + "9" * 5000 + "/retry", "admin", 404),
     ("post", "/admin/task-failures/%C2%B2/retry", "admin", 404),
+    ("post", "/admin/task-failures/%D9%A1/retry", "admin", 404),  # an Arabic-Indic 1 is not failure 1
+    ("post", "/admin/task-failures/%EF%BC%91/retry", "admin", 404),  # nor a fullwidth one
     ("patch", "/shows/" + "\u00b2", "admin", (404, 415)),
 ])
 def test_hostile_path_segments_are_4xx(app, client, target, method, path, role, status):
@@ -447,3 +450,19 @@ def test_one_email_registered_by_four_clients_at_once_is_one_201_and_three_409s(
         # The API still works for that email (no connection was left in a failed transaction).
         token = requests.post(f"{api_url}/auth/token", json={"email": email, "password": "password-1"}, timeout=60)
         assert token.status_code == 200, token.text
+
+
+def test_a_url_id_in_digits_of_another_script_names_nothing(app, client, target):
+    """`<int:failure_id>` takes ASCII digits only: the failure's id in Arabic-Indic or fullwidth
+    digits is not that failure (it was, and an admin's retry would have been sent)."""
+    from models import db
+    from models.task_failures import record_failure
+    with app.app_context():
+        failure = record_failure("tickets.make_issuable", None, "hostile-input test", 3)
+        db.session.commit()
+        failure_id = failure.id
+    other_scripts = {ord(str(d)): chr(0x0660 + d) for d in range(10)}, {ord(str(d)): chr(0xFF10 + d) for d in range(10)}
+    for table in other_scripts:
+        path = f"/admin/task-failures/{quote(str(failure_id).translate(table))}/retry"
+        _assert_refused(app, client, target, 404, "post", path, "admin")
+    assert client.post(f"/admin/task-failures/{failure_id}/retry", headers=target["admin"]).status_code == 409

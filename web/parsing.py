@@ -13,7 +13,7 @@ each of those became a 500. Here they are refused before any view runs (SPEC §5
   than 19) — wherever they are in the document, known field or not;
 - an integer query parameter must be ASCII digits (`int()` also takes "²"-like digits of
   other scripts, "1_000" and spaces), and so must an `<int:...>` segment of a URL (werkzeug's
-  converter matches `\d`, which is any script's digits: `/admin/task-failures/١/retry` was
+  converter matches `\\d`, which is any script's digits: `/admin/task-failures/١/retry` was
   failure 1).
 
 Every blueprint is a `web.parsing.Blueprint` so that its `arguments` and `paginate` use this

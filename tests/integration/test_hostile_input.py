@@ -367,6 +367,23 @@ GUNICORN_REFUSALS = [
     ("space_in_url", b"GET /shows?a=1 & HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     ("bad_chunk_size", b"POST /auth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
      b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400),
+    ("raw_non_utf8_in_url", b"GET /shows/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("raw_non_ascii_digit_in_url", b"GET /shows?page=\xc2\xb2 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("two_hosts", b"GET /shows HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+    ("folded_header", b"GET /shows HTTP/1.1\r\nHost: x\r\nX-A: a\r\n folded\r\n\r\n", 400),
+] + [
+    (label, b"POST /auth/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+     + headers + b"\r\n{}", status)
+    for label, headers, status in [
+        ("content_length_negative", b"Content-Length: -1\r\n", 400),
+        ("content_length_not_a_number", b"Content-Length: 1e3\r\n", 400),
+        ("content_length_twice", b"Content-Length: 2\r\nContent-Length: 3\r\n", 400),
+        ("content_length_and_chunked", b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n", 400),
+        ("unknown_transfer_coding", b"Transfer-Encoding: gzip\r\n", 400),
+        # past the app's body limit, which the app answers itself without reading the body
+        ("content_length_huge", b"Content-Length: 99999999999999999999999\r\n", 413),
+        ("content_length_over_the_limit", b"Content-Length: 1000000\r\n", 413),
+    ]
 ]
 
 

@@ -1,7 +1,7 @@
 """Shows: anyone may list and read them; admins create and change them."""
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from web.parsing import Blueprint
 from marshmallow import Schema, fields, validate
 
 from web.fields import Text

@@ -71,7 +71,9 @@ CONTEXTS = ("seats", "payments", "tickets", "mypage", "maintenance")
 task_queues = tuple(Queue(name) for name in CONTEXTS)
 task_default_queue = "maintenance"
 task_routes = {f"{context}.*": {"queue": context} for context in CONTEXTS}
-imports = tuple(f"tasks.{module}" for module in ("seats", "payments", "tickets", "mypage", "maintenance"))
+# Its scans of the booking tables run beside the other periodic jobs, never on a booking worker.
+task_routes["maintenance.measure_consistency"] = {"queue": "maintenance"}
+imports = tuple(f"tasks.{module}" for module in ("seats", "payments", "tickets", "mypage", "maintenance", "gauges"))
 
 # --- Beat: durable timers live in the database and are swept here -----------------------------
 beat_schedule = {
@@ -79,6 +81,9 @@ beat_schedule = {
     "expire-holds": {"task": "maintenance.expire_holds", "schedule": timedelta(seconds=15)},
     "redrive-stuck": {"task": "maintenance.redrive_stuck", "schedule": timedelta(seconds=20)},
     "converge-mypage": {"task": "maintenance.converge_mypage", "schedule": timedelta(seconds=30)},
+    # The gauges /metrics serves without querying (tasks/gauges.py); a run older than the next is dropped.
+    "measure-consistency": {"task": "maintenance.measure_consistency", "schedule": timedelta(seconds=20),
+                            "options": {"expires": 20}},
 }
 
 # beat's default file-backed scheduler, touching a heartbeat file for its liveness probe (tasks/probe.py).

@@ -39,6 +39,8 @@ import requests
 
 log = logging.getLogger("chaos")
 
+GATEWAY_TIMEOUT_S = 2  # the stack's read timeout of a gateway call (the slow-gateway fault outlasts it)
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -108,7 +110,10 @@ class Chaos:
         self.accepted: list[str] = []
         self.accepted_lock = threading.Lock()
         self.cancels = Counter()
-        self.faults: list[str] = []
+        self.faults: Counter = Counter()          # fault type -> times it fired
+        self.fault_failures: Counter = Counter()  # fault type -> times it could not be made
+        self.slow_gateway_bookings: list[str] = []  # cancelled while the gateway was too slow
+        self.slow_gateway = threading.Event()
         self.workload_done = threading.Event()
         self.stop_faults = threading.Event()
         self.errors: list[str] = []
@@ -133,7 +138,7 @@ class Chaos:
             "DATABASE_URL": self.postgres.url("boxoffice"),
             "REDIS_URL": self.redis.url(0),
             "HOLD_MINUTES": str(args.hold_minutes),
-            "GATEWAY_TIMEOUT_S": "2",
+            "GATEWAY_TIMEOUT_S": str(GATEWAY_TIMEOUT_S),
             "BREAKER_RESET_S": "5",
             "RATE_LIMITS": "off",  # the workload is one client IP making thousands of requests
             "WEB_CONCURRENCY": "2",
@@ -200,7 +205,7 @@ class Chaos:
     # -- workload -----------------------------------------------------------------------------
     def workload(self):
         # Paced over the whole fault schedule, so every fault meets work in progress.
-        duration = len(self.fault_schedule()) * self.args.fault_interval
+        duration = self.schedule_seconds()
         start = time.monotonic()
         plan = [start + duration * i / self.args.bookings for i in range(self.args.bookings)][::-1]
         lock = threading.Lock()
@@ -239,39 +244,71 @@ class Chaos:
             self.accepted.append(booking_id)
         if rnd.random() < self.args.cancel_rate:
             time.sleep(rnd.uniform(0, 1.5))  # cancel at any point of the lifecycle
+            slow = self.slow_gateway.is_set()
             answer = self.api.call("POST", f"/bookings/{booking_id}/cancel", headers=customer, ok=(202, 409))
             self.cancels[answer.status_code] += 1
+            if slow and answer.status_code == 202:
+                with self.accepted_lock:
+                    self.slow_gateway_bookings.append(booking_id)
 
     # -- faults -------------------------------------------------------------------------------
     def fault_schedule(self):
+        """(name, apply, undo, seconds it lasts). Each type must fire at least once (the run
+        fails otherwise): a fault that could not be made is not hidden behind repeats of others."""
+        short = self.args.fault_interval * 0.5
+        # Three times the client's timeout plus any margin, and held for longer than a hold: a
+        # charge sent now is answered (and may capture) long after the client gave up, while
+        # customers cancel and holds expire. Money must still come back, decided by the gateway.
+        slow_ms = int((GATEWAY_TIMEOUT_S + 5) * 3 * 1000)
+        slow_for = self.args.hold_minutes * 60 + 20
         return [
-            ("gateway errors 30%", lambda: self.gateway.set_faults(error_rate=0.3), lambda: self.gateway.clear_faults()),
-            ("SIGKILL worker-payments", lambda: self.kill_process("worker-payments"), None),
+            ("gateway errors 30%", lambda: self.gateway.set_faults(error_rate=0.3), lambda: self.gateway.clear_faults(), short),
+            ("SIGKILL worker-payments", lambda: self.kill_process("worker-payments"), None, short),
             ("gateway timeouts 20%", lambda: self.gateway.set_faults(timeout_rate=0.2, timeout_s=3),
-             lambda: self.gateway.clear_faults()),
-            ("SIGKILL a worker-booking pool child", lambda: self.kill_children("worker-booking"), None),
-            ("Redis restarted empty", lambda: self.redis.restart(empty=True), None),
-            ("SIGKILL worker-booking", lambda: self.kill_process("worker-booking"), None),
-            ("PostgreSQL restarted", lambda: self.postgres.restart(), None),
-            ("gateway outage", lambda: self.gateway.set_faults(outage=True), lambda: self.gateway.clear_faults()),
-            ("SIGKILL a worker-payments pool child", lambda: self.kill_children("worker-payments"), None),
+             lambda: self.gateway.clear_faults(), short),
+            ("SIGKILL a worker-booking pool child", lambda: self.kill_children("worker-booking"), None, short),
+            ("gateway answers 408/409/5xx with no body",
+             lambda: self.gateway.set_faults(error_rate=0.3, error_statuses=[408, 409, 500, 502, 503],
+                                             error_body=False),
+             lambda: self.gateway.clear_faults(), short),
+            ("Redis restarted empty", lambda: self.redis.restart(empty=True), None, short),
+            ("SIGKILL worker-booking", lambda: self.kill_process("worker-booking"), None, short),
+            ("gateway slower than the client timeout", lambda: self._slow_gateway(slow_ms),
+             self._fast_gateway, slow_for),
+            ("PostgreSQL restarted", lambda: self.postgres.restart(), None, short),
+            ("gateway outage", lambda: self.gateway.set_faults(outage=True), lambda: self.gateway.clear_faults(), short),
+            ("SIGKILL a worker-payments pool child", lambda: self.kill_children("worker-payments"), None, short),
             ("SIGKILL worker-maintenance and beat", lambda: (self.kill_process("worker-maintenance"),
-                                                              self.kill_process("beat")), None),
+                                                              self.kill_process("beat")), None, short),
         ]
+
+    def schedule_seconds(self) -> float:
+        """How long one pass over the schedule takes: each fault, then as long again without it."""
+        return sum(max(lasts, self.args.fault_interval * 0.5) + self.args.fault_interval * 0.5
+                   for *_, lasts in self.fault_schedule())
+
+    def _slow_gateway(self, latency_ms):
+        self.gateway.set_faults(latency_ms=latency_ms)
+        self.slow_gateway.set()
+
+    def _fast_gateway(self):
+        self.slow_gateway.clear()
+        self.gateway.clear_faults()
 
     def faults_loop(self):
         schedule = self.fault_schedule()
         index = 0
         while not self.stop_faults.wait(self.args.fault_interval * 0.5):
-            name, apply, undo = schedule[index % len(schedule)]
+            name, apply, undo, lasts = schedule[index % len(schedule)]
             index += 1
             log.warning("FAULT: %s", name)
             try:
                 apply()
-                self.faults.append(name)
-            except Exception as error:  # noqa: BLE001 - a fault that could not be made is reported
+                self.faults[name] += 1
+            except Exception as error:  # noqa: BLE001 - counted: a type that never fired fails the run
+                self.fault_failures[name] += 1
                 log.warning("could not inject %s: %r", name, error)
-            if self.stop_faults.wait(self.args.fault_interval * 0.5):
+            if self.stop_faults.wait(lasts):
                 if undo:
                     self._undo(undo)
                 break
@@ -279,6 +316,9 @@ class Chaos:
                 self._undo(undo)
             if self.workload_done.is_set() and index >= len(schedule):
                 return
+
+    def faults_missed(self) -> list[str]:
+        return [name for name, *_ in self.fault_schedule() if self.faults[name] == 0]
 
     def _undo(self, undo):
         for _ in range(30):
@@ -358,7 +398,10 @@ class Chaos:
         result = {
             "bookings": len(self.accepted),
             "final_states": counts["final_states"],
-            "faults": len(self.faults),
+            "faults": sum(self.faults.values()),
+            "faults_by_type": dict(self.faults),
+            "faults_missed": self.faults_missed(),
+            "cancelled_while_gateway_slow": len(self.slow_gateway_bookings),
             "lost": counts["lost"],
             "stuck": counts["stuck"],
             "oversold": counts["oversold"],
@@ -380,7 +423,13 @@ class Chaos:
               f"cancels: {dict(self.cancels)}; workload errors: {len(self.errors)}")
         for error in self.errors[:5]:
             print(f"  workload error: {error}")
-        print(f"faults injected ({len(self.faults)}): {', '.join(self.faults)}")
+        print(f"faults injected ({sum(self.faults.values())}): "
+              + ", ".join(f"{name} x{n}" for name, n in self.faults.items()))
+        if result["faults_missed"]:
+            print(f"faults that never fired: {', '.join(result['faults_missed'])} "
+                  f"(attempts that failed: {dict(self.fault_failures)})")
+        print(f"cancelled while the gateway was slower than the client timeout: "
+              f"{result['cancelled_while_gateway_slow']}")
         print(f"final states: {result['final_states']}")
         print(f"workload + faults took {workload_s:.0f}s, whole run {result['seconds']}s")
         print(f"shows: {sum(1 for s in report.shows if s['agrees'])}/{len(report.shows)} agree "
@@ -415,7 +464,7 @@ def main(argv=None) -> int:
         result = chaos.run()
     except BaseException as error:  # noqa: BLE001 - always print the last JSON line
         log.exception("chaos run failed")
-        result = {"bookings": len(chaos.accepted), "final_states": {}, "faults": len(chaos.faults),
+        result = {"bookings": len(chaos.accepted), "final_states": {}, "faults": sum(chaos.faults.values()),
                   "error": repr(error), "lost": None, "stuck": None, "oversold": None,
                   "double_charges": None, "missing_refunds": None, "issued_on_refunded": None,
                   "mypage_mismatches": None}
@@ -426,6 +475,16 @@ def main(argv=None) -> int:
             log.exception("stopping the stack")
         watchdog.cancel()
     print(json.dumps(result), flush=True)
-    keys = ("lost", "stuck", "oversold", "double_charges", "missing_refunds", "money_mismatches",
-            "issued_on_refunded", "mypage_mismatches", "workload_errors")
-    return 0 if all(result.get(key) == 0 for key in keys if key in result) and "error" not in result else 1
+    return 0 if passed(result) else 1
+
+
+ZERO_KEYS = ("lost", "stuck", "oversold", "double_charges", "missing_refunds", "money_mismatches",
+             "issued_on_refunded", "mypage_mismatches", "workload_errors", "not_accepted")
+
+
+def passed(result: dict) -> bool:
+    """Every count 0, every booking asked for accepted, and every scheduled fault type fired."""
+    return ("error" not in result
+            and all(result.get(key) == 0 for key in ZERO_KEYS)
+            and result.get("faults_missed") == []
+            and result.get("faults", 0) > 0)

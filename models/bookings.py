@@ -186,7 +186,7 @@ class AcceptedBooking:
 # column's sequence. ON CONFLICT settles a race between two requests with one Idempotency-Key.
 _RECORD = text("""
     WITH show AS (
-        SELECT id, title, starts_at, price FROM shows WHERE id = :show_id
+        SELECT id, title, venue, starts_at, price FROM shows WHERE id = :show_id
     ), booking AS (
         INSERT INTO bookings (id, customer_id, show_id, qty, amount, payment_method, status, seats_held,
                               idempotency_key, request_fingerprint, version, created_at, updated_at)
@@ -201,9 +201,9 @@ _RECORD = text("""
     ), ticket AS (
         INSERT INTO tickets (booking_id, status) SELECT id, :ticket_status FROM booking
     ), entry AS (
-        INSERT INTO mypage_entries (booking_id, customer_id, show_id, show_title, starts_at, qty, amount,
+        INSERT INTO mypage_entries (booking_id, customer_id, show_id, show_title, venue, starts_at, qty, amount,
                                     status, payment_status, ticket_status, created_at, updated_at, version)
-        SELECT booking.id, :customer_id, show.id, show.title, show.starts_at, :qty, booking.amount,
+        SELECT booking.id, :customer_id, show.id, show.title, show.venue, show.starts_at, :qty, booking.amount,
                :pending, :payment_status, :ticket_status, :now, :now, 1
         FROM booking, show
     )

@@ -9,7 +9,8 @@ harness. Every check is a read: running it never changes anything.
   amount when PAID and 0 otherwise; more than the amount is a double charge, money left on a
   booking that is not PAID is a missing refund.
 - tickets: no ISSUED ticket on a booking whose payment is not PAID.
-- my page: every booking's read-model entry equals the source of truth.
+- my page: every booking's read-model entry equals the source of truth (its show's title, venue
+  and start time included).
 - stuck: bookings not (yet) settled: not in a final state, or with a charge or refund under way;
   lost: ids the caller knows were accepted that the database does not have.
 """
@@ -21,7 +22,7 @@ from sqlalchemy import func, select
 
 from models.bookings import FINAL_STATUSES, Booking, BookingStatus
 from models.database import db
-from models.mypage import MyPageEntry
+from models.mypage import MyPageEntry, show_fields_differ
 from models.payments import Payment, PaymentStatus
 from models.shows import Show
 from models.tickets import Ticket, TicketStatus
@@ -90,6 +91,7 @@ def mypage_mismatches() -> list[str]:
         select(Booking.id)
         .join(Payment, Payment.booking_id == Booking.id)
         .join(Ticket, Ticket.booking_id == Booking.id)
+        .join(Show, Show.id == Booking.show_id)
         .outerjoin(MyPageEntry, MyPageEntry.booking_id == Booking.id)
         .where(
             MyPageEntry.booking_id.is_(None)
@@ -97,6 +99,7 @@ def mypage_mismatches() -> list[str]:
             | (MyPageEntry.payment_status != Payment.status)
             | (MyPageEntry.ticket_status != Ticket.status)
             | (MyPageEntry.qty != Booking.qty)
+            | show_fields_differ()
         )
     )
     return list(db.session.scalars(query))

@@ -18,6 +18,8 @@ def create_app(config: dict | None = None) -> Flask:
     if config:
         app.config.update(config)
     app.json.sort_keys = False
+    from web.parsing import AsciiIntegerConverter
+    app.url_map.converters["int"] = AsciiIntegerConverter
     if not app.config.get("JWT_SECRET_KEY"):
         app.config["JWT_SECRET_KEY"] = _instance_secret(Path(app.instance_path))
 

@@ -1,7 +1,7 @@
 """Admin operations: steps that gave up (list, retry) and the consistency report (SPEC §4)."""
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, fields
 from sqlalchemy import func, select
 
@@ -13,6 +13,7 @@ from models.outbox import enqueue
 from models.task_failures import TaskFailure
 from models.users import Role
 from web.auth import BEARER, login_required
+from web.parsing import Blueprint
 
 blp = Blueprint("admin", __name__, url_prefix="/admin", description="Operations for admins")
 

@@ -4,7 +4,7 @@ from functools import wraps
 from flask import current_app
 from flask.views import MethodView
 from flask_jwt_extended import create_access_token, get_jwt, get_jwt_identity, verify_jwt_in_request
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 
 from web.fields import Text
@@ -13,6 +13,7 @@ from models import db
 from models.users import Role, authenticate, register
 from web.errors import documented_errors
 from web.extensions import jwt
+from web.parsing import Blueprint
 from web.ratelimit import limit_per_ip
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Registration and access tokens")
@@ -65,6 +66,7 @@ class Token(MethodView):
         user = authenticate(body["email"], body["password"])
         if user is None:
             abort(401, message="wrong email or password")
+        db.session.commit()  # a hash with old parameters was just replaced (models/users.py)
         ttl = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
         token = create_access_token(identity=user.id, additional_claims={"role": user.role})
         return {"access_token": token, "token_type": "Bearer", "expires_in": ttl}

@@ -4,7 +4,7 @@ A view loads, calls the domain, commits. Downstream steps go out through the out
 """
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from web.parsing import Blueprint
 from marshmallow import Schema, fields, validate
 
 from web.fields import Text
@@ -31,7 +31,10 @@ class BookingRequestSchema(Schema):
 
 
 class IdempotencyHeaderSchema(Schema):
-    idempotency_key = Text(data_key="Idempotency-Key", validate=validate.Length(min=1, max=255))
+    # The header is a structured-field string (IETF httpapi Idempotency-Key draft): printable ASCII.
+    idempotency_key = Text(data_key="Idempotency-Key", validate=[
+        validate.Length(min=1, max=255),
+        validate.Regexp(r"[\x20-\x7e]+\Z", error="must be printable ASCII characters")])
 
 
 class BookingSchema(Schema):

@@ -6,10 +6,15 @@ from http import HTTPStatus
 
 from flask import Flask
 from marshmallow import Schema, fields
+from sqlalchemy.exc import IntegrityError
 
+from models import db
 from models.errors import Conflict, DomainError, InvalidInput, NotFound
 
 STATUS_OF = ((NotFound, 404), (InvalidInput, 422), (Conflict, 409))
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
+# What a unique constraint that lost a race means to the caller (the same words as the check).
+UNIQUE_CONFLICTS = {"uq_users_email": "this email is already registered"}
 MAX_PAGE = 1_000_000
 
 # What each status means when an operation does not say more (SPEC §5).
@@ -77,6 +82,23 @@ def init_app(app: Flask) -> None:
         code = next((status for kind, status in STATUS_OF if isinstance(error, kind)), 409)
         return error_body(code, error.message, getattr(error, "errors", None)), code
 
+    @app.errorhandler(IntegrityError)
+    def integrity_error(error: IntegrityError):
+        """A unique constraint lost a race (two registrations of one email at the same moment):
+        the check before the INSERT passed for both, the database refused the second. That is
+        the same conflict the check reports (409), after the failed transaction is rolled back."""
+        db.session.rollback()
+        constraint = _unique_violation(error)
+        if constraint is None:
+            return unexpected(error)
+        return error_body(409, UNIQUE_CONFLICTS.get(constraint, "this already exists")), 409
+
+    def malformed_body(error: Exception):
+        return error_body(400, f"the request body is not valid HTTP: {str(error)[:200]}"), 400
+
+    for kind in _server_body_errors():
+        app.register_error_handler(kind, malformed_body)
+
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
         app.logger.exception("unhandled error")
@@ -106,13 +128,35 @@ def init_app(app: Flask) -> None:
             return error_body(422, "the request has invalid fields",
                               {name: ["Unknown field."] for name in unknown}), 422
         page = request.args.get("page", "")
-        if page.isdigit() and int(page) > MAX_PAGE:  # an OFFSET past bigint is a database error
+        # An OFFSET past bigint is a database error. Only ASCII digits are a number here (the
+        # parser refuses the rest: int() would take "²", then fail on it), and a long one is not
+        # converted at all (int() refuses more than 4,300 digits).
+        digits = page.lstrip("0")
+        if page.isascii() and page.isdigit() and (len(digits) > len(str(MAX_PAGE)) or int(digits or 0) > MAX_PAGE):
             return error_body(422, "the request has invalid fields",
                               {"page": [f"Must be less than or equal to {MAX_PAGE}."]}), 422
         return None
 
     # Errors raised outside flask-smorest views (404 on unknown URLs, 405, 413) get the same shape.
     app.register_error_handler(HTTPException, api.handle_http_exception)
+
+
+def _server_body_errors() -> tuple:
+    """What gunicorn raises while the app reads a malformed body (a bad chunk size in a chunked
+    one, say): the request is not HTTP, and that is the client's error, not a 500."""
+    try:
+        from gunicorn.http.errors import NoMoreData, ParseException
+    except ImportError:  # served by another server
+        return ()
+    return ParseException, NoMoreData
+
+
+def _unique_violation(error: IntegrityError) -> str | None:
+    """The name of the unique constraint the statement violated, or None for another kind."""
+    orig = getattr(error, "orig", None)
+    if getattr(orig, "sqlstate", None) != UNIQUE_VIOLATION:
+        return None
+    return getattr(getattr(orig, "diag", None), "constraint_name", None) or ""
 
 
 def _operations(app: Flask, api) -> dict:

@@ -5,17 +5,23 @@ HTTP metrics are prometheus-client counters and histograms labelled by the endpo
 status. Under gunicorn every worker process writes them to PROMETHEUS_MULTIPROC_DIR and /metrics
 sums them (prometheus-client multiprocess mode); without that variable they live in the process.
 
-Domain gauges (bookings by status, remaining seats per upcoming show, consistency violations)
-are not kept in memory anywhere: a collector computes them from PostgreSQL with a few aggregate
-queries on each scrape, so every API replica reports the same truth.
+Domain gauges are not kept in memory anywhere, so every API replica reports the same truth:
+remaining seats per upcoming show are read from the shows table on each scrape (one row per show);
+bookings by status and consistency violations scan the booking tables, so beat measures them
+(tasks/gauges.py, maintenance.measure_consistency) and a scrape only reads the last measurement
+from Redis, with its time.
+
+With METRICS_TOKEN set, /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` (401
+otherwise, before any work); unset (bin/run, on loopback) it is open.
 """
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import time
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, jsonify, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import REGISTRY as PROCESS_REGISTRY
 from prometheus_client.core import GaugeMetricFamily
@@ -37,9 +43,13 @@ def multiprocess_mode() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
+METRICS_PATH = "/metrics"
+
+
 def init_app(app: Flask) -> None:
     if multiprocess_mode():
         os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    app.config.setdefault("METRICS_TOKEN", os.environ.get("METRICS_TOKEN") or None)
 
     @app.before_request
     def _start_timer():
@@ -56,9 +66,25 @@ def init_app(app: Flask) -> None:
             HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
         return response
 
+    @app.before_request  # after the timer: refused scrapes are counted too
+    def _metrics_token():
+        token = app.config.get("METRICS_TOKEN")
+        if not token or request.path != METRICS_PATH:
+            return None
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return None
+        from web.errors import error_body
+        response = jsonify(error_body(401, "the metrics need their bearer token"))
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+
 
 class DomainCollector:
-    """Bookings by status, remaining seats per upcoming show, and consistency violations."""
+    """Remaining seats per upcoming show (read live: one row per show, a small table), and the
+    gauges beat measures (tasks/gauges.py): bookings by status and consistency violations, read
+    from their Redis hash. A scrape never scans the booking tables."""
 
     def __init__(self, app: Flask):
         self.app = app
@@ -67,18 +93,18 @@ class DomainCollector:
         return []  # computed at scrape time; nothing to check at registration
 
     def collect(self):
+        yield from self._seats()
+        yield from self._measured()
+
+    def _seats(self):
         from models import db
-        from models.bookings import Booking
-        from models.shows import Show
         from models.database import utc_now
+        from models.shows import Show
 
         with self.app.app_context():
             try:
-                by_status = db.session.execute(
-                    select(Booking.status, func.count()).group_by(Booking.status)).all()
                 upcoming = db.session.execute(
                     select(Show.id, Show.remaining, Show.capacity).where(Show.starts_at > utc_now())).all()
-                violations = consistency_violations()
             except Exception as error:  # a scrape must not fail because the database is away
                 log.warning("domain metrics unavailable: %r", error)
                 yield GaugeMetricFamily("boxoffice_domain_metrics_up", "1 when the domain gauges could be read.",
@@ -88,13 +114,6 @@ class DomainCollector:
                 db.session.remove()
 
         yield GaugeMetricFamily("boxoffice_domain_metrics_up", "1 when the domain gauges could be read.", value=1)
-        bookings = GaugeMetricFamily("boxoffice_bookings", "Bookings by status.", labels=["status"])
-        from models.bookings import BookingStatus
-        counts = dict(by_status)
-        for status in BookingStatus:
-            bookings.add_metric([status.value], counts.get(status.value, 0))
-        yield bookings
-
         remaining = GaugeMetricFamily("boxoffice_show_remaining_seats",
                                       "Remaining seats of each show that has not started yet.", labels=["show_id"])
         capacity = GaugeMetricFamily("boxoffice_show_capacity_seats",
@@ -105,51 +124,53 @@ class DomainCollector:
         yield remaining
         yield capacity
 
+    def _measured(self):
+        """The last measurement of maintenance.measure_consistency. With none yet, or Redis away,
+        only boxoffice_domain_gauges_available 0: no made-up zeros that would read as "consistent"."""
+        from models.bookings import BookingStatus
+        from tasks import gauges
+
+        try:
+            values = gauges.load(_gauges_redis(self.app))
+        except Exception as error:  # Redis away: the scrape still answers, without these gauges
+            log.warning("measured domain gauges unavailable: %r", error)
+            values = None
+        yield GaugeMetricFamily(
+            "boxoffice_domain_gauges_available",
+            "1 when the last measurement of bookings and consistency (beat, every "
+            f"{gauges.MEASURE_EVERY_S} s) could be read; 0 when none exists yet or Redis is unreachable.",
+            value=1 if values else 0)
+        if not values:
+            return
+        yield GaugeMetricFamily("boxoffice_domain_gauges_measured_at_seconds",
+                                "Unix time of the measurement behind boxoffice_bookings and "
+                                "boxoffice_consistency_violations.", value=values["measured_at"])
+        yield GaugeMetricFamily("boxoffice_domain_gauges_age_seconds",
+                                "Seconds since that measurement (alert when it stays above a few periods).",
+                                value=max(0.0, time.time() - values["measured_at"]))
+        yield GaugeMetricFamily("boxoffice_domain_gauges_measure_duration_seconds",
+                                "How long that measurement's queries took.", value=values.get("duration_s", 0))
+        bookings = GaugeMetricFamily("boxoffice_bookings", "Bookings by status (measured by beat).",
+                                     labels=["status"])
+        for status in BookingStatus:
+            bookings.add_metric([status.value], values.get(f"bookings:{status.value}", 0))
+        yield bookings
         report = GaugeMetricFamily("boxoffice_consistency_violations",
-                                   "Violations found by the consistency check, by invariant.", labels=["invariant"])
-        for invariant, count in violations.items():
-            report.add_metric([invariant], count)
+                                   "Violations found by the consistency check, by invariant (measured by beat).",
+                                   labels=["invariant"])
+        for key, count in sorted(values.items()):
+            if key.startswith("violations:"):
+                report.add_metric([key.split(":", 1)[1]], count)
         yield report
 
 
-def consistency_violations() -> dict[str, int]:
-    """Violations per invariant, for the gauge: the database-only checks of models/consistency.py.
-
-    The money check needs the gateway's whole ledger, too costly for every scrape: it stays in the
-    admin consistency report. Without models/consistency.py, the seats check is done here.
-    """
-    try:
-        from models import consistency
-    except ImportError:
-        return {"seats": _seat_mismatches()}
-    return {
-        "seats": sum(1 for show in consistency.show_report() if not show["agrees"] or show["oversold"]),
-        "issued_on_refunded": len(consistency.issued_on_refunded()),
-        "mypage": len(consistency.mypage_mismatches()),
-        # Not final yet: normal while steps run; a value that stays up means stuck bookings.
-        "unsettled": _unsettled(),
-    }
-
-
-def _unsettled() -> int:
-    from models import db
-    from models.bookings import FINAL_STATUSES, Booking
-    return db.session.scalar(select(func.count()).select_from(Booking)
-                             .where(Booking.status.not_in(list(FINAL_STATUSES))))
-
-
-def _seat_mismatches() -> int:
-    """Shows whose remaining seats differ from capacity minus the seats held (SPEC invariant 1)."""
-    from models import db
-    from models.bookings import Booking
-    from models.shows import Show
-
-    held = (select(Booking.show_id, func.coalesce(func.sum(Booking.qty), 0).label("held"))
-            .where(Booking.seats_held.is_(True)).group_by(Booking.show_id).subquery())
-    return db.session.execute(
-        select(func.count()).select_from(Show).outerjoin(held, held.c.show_id == Show.id)
-        .where((Show.remaining != Show.capacity - func.coalesce(held.c.held, 0)) | (Show.remaining < 0))
-    ).scalar_one()
+def _gauges_redis(app: Flask):
+    """One client (and connection pool) per app, with short timeouts (tasks/gauges.py)."""
+    from tasks import gauges
+    client = app.extensions.get("gauges_redis")
+    if client is None:
+        client = app.extensions["gauges_redis"] = gauges.redis_client(app.config["REDIS_URL"])
+    return client
 
 
 class _ProcessLocal:

@@ -1,6 +1,6 @@
 """The my page: a customer's bookings, read only from the read model (never the booking tables)."""
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from web.parsing import Blueprint
 from marshmallow import Schema, fields
 
 from models.mypage import customer_entries
@@ -14,6 +14,7 @@ class MyPageEntrySchema(Schema):
     booking_id = fields.String()
     show_id = fields.String()
     show_title = fields.String()
+    venue = fields.String()
     starts_at = fields.AwareDateTime(format="iso")
     qty = fields.Integer()
     amount = fields.Integer()

@@ -1,7 +1,7 @@
 """Operations endpoints: liveness, readiness and Prometheus metrics."""
 from flask import Response, current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from web.parsing import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import text
 

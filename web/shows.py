@@ -1,13 +1,14 @@
 """Shows: anyone may list and read them; admins create and change them."""
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from web.parsing import Blueprint
 from marshmallow import Schema, fields, validate
 
 from web.fields import Text
 from sqlalchemy import func, select
 
 from models import db
+from models.mypage import refresh_show
 from models.shows import Show, get_show
 from models.users import Role
 from web.auth import BEARER, login_required
@@ -86,5 +87,7 @@ class ShowById(MethodView):
             show.change_capacity(capacity)
         for field, value in body.items():
             setattr(show, field, value)
+        if body.keys() & {"title", "venue", "starts_at"}:
+            refresh_show(show.id)  # the my page's copy changes in this same transaction
         db.session.commit()
         return show

@@ -2,6 +2,9 @@
 to the app in-process (WSGI), and checks every response against the spec (status codes, content
 types, headers, bodies) and that no request produces a server error.
 
+A refused request (4xx) must also change nothing: the row counts of the tables a request can
+add to are the same before and after it.
+
 It runs twice over every operation: authenticated as a customer and as an admin. Bounded by
 max_examples per operation so the whole run stays within a few minutes on a small machine.
 Rate limits are switched off for the run (the fuzz comes from one IP far faster than a person)
@@ -70,6 +73,7 @@ FUZZ_SETTINGS = settings(
 @FUZZ_SETTINGS
 def test_every_operation_conforms_and_never_errors(case, role_headers):
     role, headers = role_headers
+    before = _row_counts()
     response = case.call(headers=headers)
     REQUESTS[role] += 1
     STATUSES[response.status_code] = STATUSES.get(response.status_code, 0) + 1
@@ -80,3 +84,15 @@ def test_every_operation_conforms_and_never_errors(case, role_headers):
     # positive_data_acceptance expects every schema-valid body to succeed; a booking for a show
     # that does not exist is schema-valid and rightly refused (422), so that heuristic is off.
     case.validate_response(response, headers=headers, excluded_checks=[positive_data_acceptance])
+    if 400 <= response.status_code < 500:
+        assert _row_counts() == before, f"{case.method} {case.formatted_path} -> {response.status_code} changed rows"
+
+
+def _row_counts() -> dict:
+    from sqlalchemy import text
+    from models import db
+    with _app().app_context():
+        counts = {table: db.session.scalar(text(f"SELECT count(*) FROM {table}"))
+                  for table in ("users", "shows", "bookings", "payments", "tickets")}
+        db.session.rollback()
+    return counts

@@ -141,3 +141,10 @@ def test_dockerfile_installs_the_pins_and_runs_as_a_user():
     assert re.search(r"^USER \w+", dockerfile, re.M)
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
+
+
+def test_the_published_api_port_serves_metrics_only_with_the_token():
+    """Compose publishes the API port, so /metrics needs METRICS_TOKEN, and the file makes it required."""
+    raw = yaml.safe_load(COMPOSE.read_text())
+    token = raw["services"]["api"]["environment"]["METRICS_TOKEN"]
+    assert re.fullmatch(r"\$\{METRICS_TOKEN:\?[^}]+\}", token), token

@@ -70,6 +70,58 @@ SCALED_OBJECT_SCHEMA = {
 }
 
 
+# The parts of the Prometheus Operator's ServiceMonitor CRD (monitoring.coreos.com/v1) that we use.
+SERVICE_MONITOR_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": {"type": "object", "additionalProperties": False,
+                             "properties": {"matchLabels": {"type": "object",
+                                                            "additionalProperties": {"type": "string"}},
+                                            "matchExpressions": {"type": "array"}}},
+                "namespaceSelector": {"type": "object"},
+                "jobLabel": {"type": "string"},
+                "endpoints": {
+                    "type": "array", "minItems": 1,
+                    "items": {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"}, "targetPort": {}, "path": {"type": "string"},
+                            "scheme": {"enum": ["http", "https"]},
+                            "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                            "scrapeTimeout": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                            "authorization": {
+                                "type": "object", "additionalProperties": False,
+                                "properties": {
+                                    "type": {"type": "string"},
+                                    "credentials": {"type": "object", "required": ["key"],
+                                                    "additionalProperties": False,
+                                                    "properties": {"name": {"type": "string"},
+                                                                   "key": {"type": "string"},
+                                                                   "optional": {"type": "boolean"}}},
+                                },
+                            },
+                            "honorLabels": {"type": "boolean"},
+                            "relabelings": {"type": "array"},
+                            "metricRelabelings": {"type": "array"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor"}
+
+
 def documents() -> list[dict]:
     docs = []
     for path in sorted(DEPLOY.glob("*.yaml")):
@@ -93,7 +145,7 @@ def by_kind(manifests, kind) -> dict[str, dict]:
 def test_every_kubernetes_manifest_is_valid_against_the_schemas(manifests):
     checked = 0
     for doc in manifests:
-        if doc["kind"] == "ScaledObject":
+        if doc["kind"] in CUSTOM_KINDS:
             continue
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         checked += 1
@@ -157,3 +209,25 @@ def test_containers_run_the_command_lines_of_the_stack(manifests):
                 for d in manifests if d["kind"] in ("Deployment", "Job")}
     for spec in stack_processes("DATA"):
         assert normalized(commands[spec.name]) == normalized(spec.argv), spec.name
+
+
+def test_only_the_scraper_reaches_the_api_metrics(manifests):
+    """/metrics needs the bearer token of the Secret the ServiceMonitor scrapes with (issue 10)."""
+    (monitor,) = by_kind(manifests, "ServiceMonitor").values()
+    jsonschema.validate(monitor, SERVICE_MONITOR_SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**monitor, "spec": {**monitor["spec"], "endpoint": []}}, SERVICE_MONITOR_SCHEMA)
+
+    service = by_kind(manifests, "Service")["api"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics" and endpoint["authorization"]["type"] == "Bearer"
+
+    pod = by_kind(manifests, "Deployment")["api"]["spec"]["template"]
+    env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+    # The API's token is the scraper's: same Secret, same key, and never a literal in the manifest.
+    assert env["METRICS_TOKEN"]["valueFrom"]["secretKeyRef"] == endpoint["authorization"]["credentials"]
+    assert "value" not in env["METRICS_TOKEN"]
+    # No annotation-based scrape of the API: it could not send the token.
+    assert not any(k.startswith("prometheus.io/") for k in pod["metadata"].get("annotations", {}))

@@ -90,13 +90,16 @@ def _admin_operations(app):
 def _concrete(path: str) -> str:
     """A URL for `path` whose ids exist nowhere: integer ids for <int:...> rules, else a UUID."""
     import re
+
+    from werkzeug.routing import IntegerConverter
+
     from tests.conftest import _state
     app = _state["app"]
     rule_like = re.sub(r"\{([^}]+)\}", r"<\1>", path)
     integer: set = set()
     for rule in app.url_map.iter_rules():
         if re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"<\1>", rule.rule) == rule_like:
-            integer = {name for name, conv in rule._converters.items() if type(conv).__name__ == "IntegerConverter"}
+            integer = {name for name, conv in rule._converters.items() if isinstance(conv, IntegerConverter)}
             break
     return re.sub(r"\{([^}]+)\}", lambda m: "999999999" if m.group(1) in integer else MISSING, path)
 

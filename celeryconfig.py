@@ -71,6 +71,9 @@ CONTEXTS = ("seats", "payments", "tickets", "mypage", "maintenance")
 task_queues = tuple(Queue(name) for name in CONTEXTS)
 task_default_queue = "maintenance"
 task_routes = {f"{context}.*": {"queue": context} for context in CONTEXTS}
+# payments.reconcile (a beat job) stays on the payments queue with the other gateway calls: the
+# maintenance jobs touch only the database, so a slow or hung gateway never holds up the outbox
+# relay and the hold expiry, which every recovery rests on.
 imports = tuple(f"tasks.{module}" for module in ("seats", "payments", "tickets", "mypage", "maintenance"))
 
 # --- Beat: durable timers live in the database and are swept here -----------------------------
@@ -79,6 +82,10 @@ beat_schedule = {
     "expire-holds": {"task": "maintenance.expire_holds", "schedule": timedelta(seconds=15)},
     "redrive-stuck": {"task": "maintenance.redrive_stuck", "schedule": timedelta(seconds=20)},
     "converge-mypage": {"task": "maintenance.converge_mypage", "schedule": timedelta(seconds=30)},
+    # Money no step gave back (a capture that landed after its booking was settled) is refunded
+    # within minutes; each run reads only the charges made since the last one.
+    "reconcile-payments": {"task": "payments.reconcile",
+                           "schedule": timedelta(seconds=float(os.environ.get("RECONCILE_INTERVAL_S", "60")))},
 }
 
 # beat's default file-backed scheduler, touching a heartbeat file for its liveness probe (tasks/probe.py).

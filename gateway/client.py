@@ -46,6 +46,19 @@ class GatewayRejected(Exception):
         self.status = status
         self.code = code
 
+    def __str__(self):
+        return f"HTTP {self.status} {self.code}: {self.message}"
+
+    def __repr__(self):
+        return f"{type(self).__name__}(status={self.status}, code={self.code!r}, message={self.message!r})"
+
+    def __reduce__(self):  # picklable, so a failed step's record says what was refused
+        return _rejected, (type(self), self.message, self.status, self.code)
+
+
+def _rejected(kind, message, status, code):
+    return kind(message, status=status, code=code)
+
 
 class ChargeVoided(GatewayRejected):
     """The charge's key was voided before any charge was recorded: no money moved."""

@@ -18,7 +18,7 @@ import redis
 import requests
 from sqlalchemy import delete, func, select
 
-from gateway import ChargeVoided, GatewayClient
+from gateway import GatewayClient
 from stack.embedded import EmbeddedRedis
 from tests.integration.observed_stack import json_lines, start_api
 from tests.processes import free_port, start_worker, wait_until
@@ -156,6 +156,7 @@ def succeeded(worker, task):
 def land_a_late_charge(gateway, booking_id, amount):
     """Send the booking's own charge request again, as slow as the ones in flight and after them,
     and wait for its answer: by then every earlier request under the key has landed too."""
+    from gateway.client import ChargeVoided
     gateway.set_faults(latency_ms=SLOW_MS)
     patient = GatewayClient(gateway.base_url, timeout=SLOW_MS / 1000 + 30)
     try:

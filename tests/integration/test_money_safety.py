@@ -24,9 +24,11 @@ from tests.integration.observed_stack import json_lines, start_api
 from tests.processes import free_port, start_worker, wait_until
 
 CLIENT_TIMEOUT_S = 0.5
-# Longer than the client timeout + the old 5 s margin + the refund step's backoff (2 s): under
-# the old code the refund concluded "nothing was captured" before this request landed.
-SLOW_MS = 9000
+# Longer than the client timeout + the old 5 s margin + the refund step's backoff (2 s) + the
+# short hold below: under the old code the refund concluded "nothing was captured" before a
+# request this slow landed.
+SLOW_MS = 10_000
+SHORT_HOLD_MINUTES = 0.01  # 0.6 s
 FAST_RETRIES = {"RETRY_BACKOFF_MAX_S": "2", "BREAKER_FAIL_MAX": "1000"}
 
 
@@ -112,6 +114,7 @@ def read(app, booking_id):
         state = {"status": booking.status, "payment_status": booking.payment.status,
                  "ticket_status": booking.ticket.status, "seats_held": booking.seats_held,
                  "remaining": booking.show.remaining, "amount": booking.amount,
+                 "money_settled": booking.payment.status not in ("PENDING", "REFUNDING"),
                  "deadline_passed": booking.hold_deadline is not None
                  and db.session.scalar(select(func.now())) > booking.hold_deadline}
         db.session.remove()
@@ -210,7 +213,7 @@ def test_a_cancel_while_a_slow_charge_is_in_flight_never_leaves_money_taken(mone
 
 
 def test_a_hold_that_expires_during_a_slow_charge_never_leaves_money_taken(money, gateway, customer, make_show):
-    worker = money.worker(HOLD_MINUTES=0.05)  # a 3 s hold
+    worker = money.worker(HOLD_MINUTES=SHORT_HOLD_MINUTES)
     show = make_show(capacity=5, price=1700)
     gateway.set_faults(latency_ms=SLOW_MS)
     booking_id = money.book(customer, show["id"], qty=2)
@@ -221,11 +224,12 @@ def test_a_hold_that_expires_during_a_slow_charge_never_leaves_money_taken(money
 
     wait_until(lambda: retried(worker, "payments.refund", booking_id), 60, 0.2, "the refund step to wait")
     gateway.clear_faults()
-    wait_state(money, booking_id, status="EXPIRED", payment_status="NONE")
+    wait_state(money, booking_id, status="EXPIRED", money_settled=True)
 
     assert land_a_late_charge(gateway, booking_id, 3400) == "voided"
     assert_nothing_kept(money, gateway, booking_id)
-    assert read(money.app, booking_id)["remaining"] == 5
+    state = read(money.app, booking_id)
+    assert (state["payment_status"], state["remaining"]) == ("NONE", 5)
 
 
 def test_a_slow_charge_batch_half_cancelled_keeps_no_money_for_the_cancelled_and_pays_the_rest_once(
@@ -288,12 +292,12 @@ def test_a_charge_request_the_gateway_refuses_is_a_task_failure_and_the_hold_dea
     the charge that key holds, which is refunded."""
     from models import db
     from models.task_failures import TaskFailure
-    money.worker(queues="seats,tickets,mypage,maintenance", HOLD_MINUTES=0.05)
+    money.worker(queues="seats,tickets,mypage,maintenance", HOLD_MINUTES=SHORT_HOLD_MINUTES)
     show = make_show(capacity=4, price=1300)
     booking_id = money.book(customer, show["id"])
     wait_state(money, booking_id, status="CONFIRMED")
     gateway.charge(reference=booking_id, amount=999, payment_method="tok_ok", idempotency_key=f"charge:{booking_id}")
-    money.worker(queues="payments", HOLD_MINUTES=0.05)
+    money.worker(queues="payments", HOLD_MINUTES=SHORT_HOLD_MINUTES)
 
     def failure():
         with money.app.app_context():

@@ -723,12 +723,13 @@ def test_faults_set_through_one_server_process_are_seen_by_another(db_path, gate
 # -- the process ------------------------------------------------------------------------------
 
 def test_faults_given_at_start_are_in_force_and_sigterm_stops_the_sandbox(tmp_path):
-    running = start_sandbox(tmp_path / "gw.sqlite3", "--outage", "--workers", "2",
-                            env={"GATEWAY_LATENCY_MS": "7"})
+    running = start_sandbox(tmp_path / "gw.sqlite3", "--outage", "--workers", "2", "--no-error-body",
+                            env={"GATEWAY_LATENCY_MS": "7", "GATEWAY_ERROR_STATUSES": "404,502"})
     client = GatewayClient(running.url)
     try:
         assert client.get_faults()["outage"] is True
         assert client.get_faults()["latency_ms"] == 7
+        assert (client.get_faults()["error_statuses"], client.get_faults()["error_body"]) == ([404, 502], False)
         with pytest.raises(GatewayUnavailable):
             client.charge(reference="r", amount=1, payment_method="tok_ok", idempotency_key="k")
     finally:

@@ -356,17 +356,22 @@ def test_a_void_after_a_decline_returns_the_declined_charge(gateway, reference):
 
 
 def test_a_void_while_a_slow_charge_is_in_flight_makes_it_refuse(sandbox, gateway, reference):
-    # latency_ms sleeps before anything is recorded: the void lands first, whatever the timing.
-    gateway.set_faults(latency_ms=1500)
+    # latency_ms sleeps before anything is recorded. The charge's client gives up (so the request
+    # is at the gateway, asleep); the void, sent without latency, lands first.
     key = new_key()
-    patient = GatewayClient(sandbox.url, timeout=30)
-    with ThreadPoolExecutor(1) as pool:
-        in_flight = pool.submit(patient.charge, reference=reference, amount=5_000, payment_method="tok_ok",
-                                idempotency_key=key)
-        void = GatewayClient(sandbox.url, timeout=30).void_charge(idempotency_key=key)
-        assert void.status == "voided"
-        with pytest.raises(ChargeVoided):
-            in_flight.result()
+    gateway.set_faults(latency_ms=3000)
+    with pytest.raises(GatewayUnavailable):
+        GatewayClient(sandbox.url, timeout=1.0).charge(reference=reference, amount=5_000, payment_method="tok_ok",
+                                                       idempotency_key=key)
+    gateway.clear_faults()
+
+    assert gateway.void_charge(idempotency_key=key).status == "voided"
+
+    # The same request again, as slow and sent later, lands after the one asleep: neither captured.
+    gateway.set_faults(latency_ms=3000)
+    with pytest.raises(ChargeVoided):
+        GatewayClient(sandbox.url, timeout=30).charge(reference=reference, amount=5_000, payment_method="tok_ok",
+                                                      idempotency_key=key)
     assert gateway.ledger(reference)["charges"] == 0
 
 

@@ -73,6 +73,9 @@ task_default_queue = "maintenance"
 task_routes = {f"{context}.*": {"queue": context} for context in CONTEXTS}
 # Its scans of the booking tables run beside the other periodic jobs, never on a booking worker.
 task_routes["maintenance.measure_consistency"] = {"queue": "maintenance"}
+# payments.reconcile (a beat job) stays on the payments queue with the other gateway calls: the
+# maintenance jobs touch only the database, so a slow or hung gateway never holds up the outbox
+# relay and the hold expiry, which every recovery rests on.
 imports = tuple(f"tasks.{module}" for module in ("seats", "payments", "tickets", "mypage", "maintenance", "gauges"))
 
 # --- Beat: durable timers live in the database and are swept here -----------------------------
@@ -84,6 +87,10 @@ beat_schedule = {
     # The gauges /metrics serves without querying (tasks/gauges.py); a run older than the next is dropped.
     "measure-consistency": {"task": "maintenance.measure_consistency", "schedule": timedelta(seconds=20),
                             "options": {"expires": 20}},
+    # Money no step gave back (a capture that landed after its booking was settled) is refunded
+    # within minutes; each run reads only the charges made since the last one.
+    "reconcile-payments": {"task": "payments.reconcile",
+                           "schedule": timedelta(seconds=float(os.environ.get("RECONCILE_INTERVAL_S", "60")))},
 }
 
 # beat's default file-backed scheduler, touching a heartbeat file for its liveness probe (tasks/probe.py).

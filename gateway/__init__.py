@@ -1,5 +1,8 @@
 """The payment gateway: the HTTP adapter our workers use, and a sandbox that plays the provider."""
 
-from gateway.client import Charge, GatewayClient, GatewayRejected, GatewayUnavailable, Refund
+from gateway.client import (
+    Charge, ChargePage, ChargeVoided, GatewayClient, GatewayRejected, GatewayUnavailable, Refund, Void,
+)
 
-__all__ = ["Charge", "GatewayClient", "GatewayRejected", "GatewayUnavailable", "Refund"]
+__all__ = ["Charge", "ChargePage", "ChargeVoided", "GatewayClient", "GatewayRejected", "GatewayUnavailable",
+           "Refund", "Void"]

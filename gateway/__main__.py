@@ -1,8 +1,9 @@
 """Run the payment gateway sandbox under gunicorn: ``python -m gateway --port 8100 --db gw.sqlite3``.
 
 Every option can also come from the environment (GATEWAY_HOST, GATEWAY_PORT, GATEWAY_DB,
-GATEWAY_WORKERS, GATEWAY_THREADS, GATEWAY_LATENCY_MS, GATEWAY_ERROR_RATE, GATEWAY_TIMEOUT_RATE,
-GATEWAY_TIMEOUT_S, GATEWAY_OUTAGE); a flag wins over the environment. The fault flags replace
+GATEWAY_WORKERS, GATEWAY_THREADS, GATEWAY_LATENCY_MS, GATEWAY_ERROR_RATE, GATEWAY_ERROR_STATUSES,
+GATEWAY_ERROR_BODY, GATEWAY_TIMEOUT_RATE, GATEWAY_TIMEOUT_S, GATEWAY_OUTAGE); a flag wins over the
+environment. The fault flags replace
 whatever faults the database held from an earlier run.
 """
 
@@ -22,6 +23,13 @@ def _env_bool(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _statuses(text):
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a list of HTTP statuses: {text!r}") from error
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=_env("GATEWAY_HOST", "127.0.0.1"))
@@ -39,6 +47,13 @@ def parse_args(argv=None):
                         default=int(_env("GATEWAY_LATENCY_MS", DEFAULT_FAULTS["latency_ms"])))
     faults.add_argument("--error-rate", type=float,
                         default=float(_env("GATEWAY_ERROR_RATE", DEFAULT_FAULTS["error_rate"])))
+    faults.add_argument("--error-statuses", type=_statuses,
+                        default=_statuses(_env("GATEWAY_ERROR_STATUSES", ",".join(
+                            str(status) for status in DEFAULT_FAULTS["error_statuses"]))),
+                        help="comma-separated HTTP statuses an injected error picks from")
+    faults.add_argument("--error-body", action=argparse.BooleanOptionalAction,
+                        default=_env("GATEWAY_ERROR_BODY", "true").strip().lower() not in ("0", "false", "no", "off"),
+                        help="whether an injected error has a JSON body (--no-error-body: empty, like a proxy's)")
     faults.add_argument("--timeout-rate", type=float,
                         default=float(_env("GATEWAY_TIMEOUT_RATE", DEFAULT_FAULTS["timeout_rate"])))
     faults.add_argument("--timeout-s", type=float,
@@ -68,6 +83,7 @@ def main(argv=None):
     args = parse_args(argv)
     startup_faults = parse_faults({
         "latency_ms": args.latency_ms, "error_rate": args.error_rate,
+        "error_statuses": args.error_statuses, "error_body": args.error_body,
         "timeout_rate": args.timeout_rate, "timeout_s": args.timeout_s, "outage": args.outage,
     })
     store = Store(args.db)

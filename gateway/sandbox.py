@@ -4,12 +4,43 @@ It behaves like the provider our workers talk to in production: charges and refu
 Idempotency-Key, a ledger to reconcile against, and fault injection (latency, errors, timeouts,
 outage) so the retry paths can be exercised for real.
 
+The API (JSON; errors are ``{message, code, errors?}``):
+
+- ``POST /v1/charges`` (``Idempotency-Key`` header) ``{reference, amount > 0, currency?,
+  payment_method}`` -> 201 the charge, 200 the same charge again for a repeated key;
+  ``status`` is ``captured`` (``tok_ok``) or ``declined`` (any other token). 409
+  ``charge_voided`` once the key was voided (nothing is recorded, no money moves); 422
+  ``invalid_request`` / ``idempotency_key_reused`` (the key came with another body).
+- ``POST /v1/charges/cancel`` ``{idempotency_key}``: void a charge's key, like a provider's
+  cancel of a payment intent, atomically with respect to any charge request under that key.
+  200 ``{idempotency_key, status, charge}``: ``captured`` or ``declined`` with the charge that
+  key already recorded (a void does not undo it: refund a captured one), or ``voided`` with
+  ``charge: null``: nothing was taken, and no charge request with that key will ever capture
+  (those still in flight, or sent later, get 409 ``charge_voided``). Repeating it gives the same
+  answer.
+- ``GET /v1/charges/<id>``; ``GET /v1/charges?reference=…`` (every charge of a reference,
+  oldest first); ``GET /v1/charges?created_after=<ISO time>&starting_after=<charge id>&limit=<1..500>``
+  (every reference, in creation order, a page at a time: ``{charges, has_more, next_cursor}``;
+  pass ``next_cursor`` as ``starting_after`` for the next page).
+- ``POST /v1/refunds`` (``Idempotency-Key``) ``{charge_id, amount}`` -> 201 / 200 replayed;
+  409 ``charge_not_captured``, ``nothing_to_refund``, ``refund_exceeds_remaining``; 404
+  ``charge_not_found``.
+- ``GET /v1/ledger[?reference=…]``: captured and refunded money per reference.
+- ``GET|PUT|DELETE /v1/faults``: ``latency_ms`` (every money-moving request sleeps first, before
+  anything is recorded), ``error_rate`` (that share of them fail before anything is recorded,
+  with a status picked at random from ``error_statuses``, a non-empty list of integers 400-599,
+  default ``[500, 503]``; ``error_body: false`` makes that answer bodiless, with no JSON content
+  type, like a proxy's), ``timeout_rate`` / ``timeout_s`` (hang, having recorded the operation
+  half of the time), ``outage`` (503 to every money-moving request). Lookups, the ledger and the
+  faults themselves always answer. 422 on a bad value; DELETE resets every knob.
+
 Everything lives in one SQLite file so that every gunicorn worker process and every thread sees
 the same charges and the same faults. Writes run inside ``BEGIN IMMEDIATE`` transactions, which
 SQLite serialises across processes; the UNIQUE constraints on the idempotency keys are the last
 word on "exactly one charge per key".
 """
 
+import copy
 import hashlib
 import json
 import os
@@ -20,7 +51,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 PAYMENT_METHOD_APPROVED = "tok_ok"
@@ -32,7 +63,10 @@ DEFAULT_FAULTS = {
     "timeout_rate": 0.0,
     "timeout_s": 30.0,
     "outage": False,
+    "error_statuses": [500, 503],
+    "error_body": True,
 }
+MAX_PAGE = 500
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS charges (
@@ -49,6 +83,11 @@ CREATE TABLE IF NOT EXISTS charges (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS charges_reference ON charges (reference, seq);
+CREATE INDEX IF NOT EXISTS charges_created ON charges (created_at, seq);
+CREATE TABLE IF NOT EXISTS charge_voids (
+    idempotency_key TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS refunds (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -70,12 +109,13 @@ CREATE TABLE IF NOT EXISTS faults (
 class SandboxError(Exception):
     """An error answered to the client as ``{message, code}`` with an HTTP status."""
 
-    def __init__(self, status, code, message, errors=None):
+    def __init__(self, status, code, message, errors=None, body=True):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.errors = errors
+        self.body = body  # False: an empty answer without a content type (a proxy's, say)
 
 
 def _now():
@@ -179,6 +219,13 @@ class Store:
         status = "captured" if fields["payment_method"] == PAYMENT_METHOD_APPROVED else "declined"
         digest = _request_hash(fields)
         with self._write() as db:
+            # A void and a charge under one key are serialised by the write transaction: either
+            # the charge was recorded first (the void answers it) or it never will be.
+            if db.execute("SELECT 1 FROM charge_voids WHERE idempotency_key = ?", (key,)).fetchone():
+                raise SandboxError(
+                    409, "charge_voided",
+                    "this charge was voided (cancelled) before it was made: nothing was taken",
+                )
             inserted = db.execute(
                 "INSERT INTO charges (id, idempotency_key, request_hash, reference, amount,"
                 " currency, payment_method, status, created_at)"
@@ -194,6 +241,42 @@ class Store:
     def get_charge(self, charge_id):
         row = self._read().execute("SELECT * FROM charges WHERE id = ?", (charge_id,)).fetchone()
         return _charge_json(row) if row else None
+
+    def void_charge(self, key):
+        """Void a charge's key: return the charge it recorded, or make sure it never records one."""
+        with self._write() as db:
+            row = db.execute("SELECT * FROM charges WHERE idempotency_key = ?", (key,)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO charge_voids (idempotency_key, created_at) VALUES (?, ?)"
+                    " ON CONFLICT (idempotency_key) DO NOTHING",
+                    (key, _now()),
+                )
+        if row is None:
+            return {"idempotency_key": key, "status": "voided", "charge": None}
+        return {"idempotency_key": key, "status": row["status"], "charge": _charge_json(row)}
+
+    def list_charges(self, created_after=None, starting_after=None, limit=100):
+        """Charges of every reference in creation order, a page at a time."""
+        where, params = [], []
+        if created_after is not None:
+            where.append("created_at > ?")
+            params.append(created_after)
+        if starting_after is not None:
+            row = self._read().execute(
+                "SELECT seq FROM charges WHERE id = ?", (starting_after,)).fetchone()
+            if row is None:
+                raise SandboxError(422, "invalid_request", "invalid listing",
+                                   errors={"starting_after": "no such charge"})
+            where.append("seq > ?")
+            params.append(row["seq"])
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._read().execute(
+            f"SELECT * FROM charges {clause} ORDER BY seq LIMIT ?", (*params, limit + 1)
+        ).fetchall()
+        page = [_charge_json(row) for row in rows[:limit]]
+        return {"charges": page, "has_more": len(rows) > limit,
+                "next_cursor": page[-1]["id"] if page else starting_after}
 
     def find_charges(self, reference):
         rows = self._read().execute(
@@ -264,7 +347,7 @@ class Store:
 
     def faults(self):
         row = self._read().execute("SELECT settings FROM faults WHERE id = 1").fetchone()
-        return {**DEFAULT_FAULTS, **json.loads(row["settings"])}
+        return {**copy.deepcopy(DEFAULT_FAULTS), **json.loads(row["settings"])}
 
     def update_faults(self, changes):
         with self._write() as db:
@@ -276,7 +359,7 @@ class Store:
     def reset_faults(self):
         with self._write() as db:
             db.execute("UPDATE faults SET settings = ? WHERE id = 1", (json.dumps(DEFAULT_FAULTS),))
-        return dict(DEFAULT_FAULTS)
+        return copy.deepcopy(DEFAULT_FAULTS)
 
 
 def _key_reused():
@@ -386,12 +469,49 @@ def parse_refund(body):
     return fields
 
 
+def parse_void(body):
+    errors = _unknown_fields(body, {"idempotency_key"})
+    key = body.get("idempotency_key")
+    if not _nonempty_text(key):
+        errors["idempotency_key"] = "must be a non-empty string of at most 255 characters"
+    if errors:
+        raise SandboxError(422, "invalid_request", "invalid void", errors=errors)
+    return key.strip()
+
+
+def parse_listing(args):
+    """``created_after``, ``starting_after`` and ``limit`` of a charge listing."""
+    errors = _unknown_fields(args, {"created_after", "starting_after", "limit"})
+    created_after = args.get("created_after")
+    if created_after is not None:
+        try:
+            moment = datetime.fromisoformat(created_after)
+            if moment.tzinfo is None:
+                raise ValueError("no time zone")
+            created_after = moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        except ValueError:
+            errors["created_after"] = "must be an ISO 8601 time with a zone"
+    starting_after = args.get("starting_after")
+    if starting_after is not None and not _nonempty_text(starting_after):
+        errors["starting_after"] = "must be a charge id"
+    limit = args.get("limit", "100")
+    if not (limit.isdigit() and 1 <= int(limit) <= MAX_PAGE):
+        errors["limit"] = f"must be an integer between 1 and {MAX_PAGE}"
+    if errors:
+        raise SandboxError(422, "invalid_request", "invalid listing", errors=errors)
+    return {"created_after": created_after, "starting_after": starting_after, "limit": int(limit)}
+
+
 def parse_faults(body):
     errors = _unknown_fields(body, DEFAULT_FAULTS)
     for name, value in body.items():
-        if name == "outage":
+        if name in ("outage", "error_body"):
             if not isinstance(value, bool):
                 errors[name] = "must be a boolean"
+        elif name == "error_statuses":
+            if not (isinstance(value, list) and 0 < len(value) <= 50
+                    and all(_is_int(status) and 400 <= status <= 599 for status in value)):
+                errors[name] = "must be a non-empty list of HTTP statuses between 400 and 599"
         elif name == "latency_ms":
             if not _is_int(value) or value < 0:
                 errors[name] = "must be a non-negative integer"
@@ -424,8 +544,9 @@ def _inject_faults(store):
     if faults["outage"]:
         raise SandboxError(503, "outage", "the payment gateway is unavailable (injected outage)")
     if faults["error_rate"] and random.random() < faults["error_rate"]:
-        status = random.choice((500, 503))
-        raise SandboxError(status, "injected_error", "the payment gateway failed (injected error)")
+        status = random.choice(faults["error_statuses"])
+        raise SandboxError(status, "injected_error", "the payment gateway failed (injected error)",
+                           body=faults["error_body"])
     if faults["latency_ms"]:
         time.sleep(faults["latency_ms"] / 1000)
     if faults["timeout_rate"] and random.random() < faults["timeout_rate"]:
@@ -459,6 +580,10 @@ def create_app(db_path=None):
 
     @app.errorhandler(SandboxError)
     def sandbox_error(error):
+        if not error.body:
+            bare = Response(status=error.status)
+            bare.headers.remove("Content-Type")
+            return bare
         body = {"message": error.message, "code": error.code}
         if error.errors:
             body["errors"] = error.errors
@@ -484,6 +609,12 @@ def create_app(db_path=None):
         charge, created = _perform(store, lambda: store.create_charge(key, fields))
         return jsonify(charge), 201 if created else 200
 
+    @app.post("/v1/charges/cancel")
+    def void_charge():
+        key = parse_void(_json_body())
+        answer, _ = _perform(store, lambda: (store.void_charge(key), False))
+        return jsonify(answer)
+
     @app.get("/v1/charges/<charge_id>")
     def get_charge(charge_id):
         charge = store.get_charge(charge_id)
@@ -493,10 +624,12 @@ def create_app(db_path=None):
 
     @app.get("/v1/charges")
     def find_charges():
-        reference = request.args.get("reference")
-        if not reference:
-            raise SandboxError(400, "reference_missing", "the reference query parameter is required")
-        return jsonify({"charges": store.find_charges(reference)})
+        if "reference" in request.args:
+            reference = request.args["reference"]
+            if not reference:
+                raise SandboxError(400, "reference_missing", "the reference must not be empty")
+            return jsonify({"charges": store.find_charges(reference)})
+        return jsonify(store.list_charges(**parse_listing(request.args)))
 
     @app.post("/v1/refunds")
     def create_refund():

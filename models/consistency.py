@@ -49,7 +49,8 @@ def show_report() -> list[dict]:
 
 
 def expected_balance(status: str, amount: int) -> int:
-    """What the gateway should hold for a booking in a final state (SPEC §4.3)."""
+    """What the gateway should hold for a booking in a final state (SPEC §4.3): its amount when
+    PAID, 0 otherwise; so 0 in every state for a free booking (amount 0, never sent to the gateway)."""
     return amount if status == BookingStatus.PAID else 0
 
 

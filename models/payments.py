@@ -3,11 +3,14 @@
 The gateway's ledger is the truth about money; this row is our view of it, kept in step by
 the payments tasks. Charges and refunds carry idempotency keys derived from the booking, so
 asking twice never moves money twice.
+
+The reconciliation job (payments.reconcile) keeps its own records here too: where it is in the
+gateway's list of charges, the captures it waits to judge, and every refund it made.
 """
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, String
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.database import db, utc_now
@@ -35,8 +38,8 @@ class Payment(db.Model):
     amount: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default=PaymentStatus.NONE)
     charge_id: Mapped[str | None] = mapped_column(String(64))
-    # When we last asked the gateway to charge. Until that request can no longer be in flight,
-    # "no charge found" does not prove that no money will move.
+    # When we last asked the gateway to charge. Set: a charge request may exist under charge_key,
+    # so undoing this payment voids that key at the gateway before concluding anything.
     charge_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
 
@@ -56,9 +59,14 @@ class Payment(db.Model):
         self.status = PaymentStatus.PENDING
         self.charge_requested_at = utc_now()
 
-    def charge_may_be_in_flight(self, window_s: float) -> bool:
-        return (self.charge_requested_at is not None
-                and (utc_now() - self.charge_requested_at).total_seconds() < window_s)
+    @property
+    def charge_requested(self) -> bool:
+        return self.charge_requested_at is not None
+
+    @property
+    def free(self) -> bool:
+        """Nothing to pay: no gateway call is ever made for it (a show with price 0)."""
+        return self.amount == 0
 
     def capture(self, charge_id: str) -> None:
         self.status = PaymentStatus.PAID
@@ -83,6 +91,10 @@ class Payment(db.Model):
     @property
     def needs_refund_check(self) -> bool:
         return self.status in (PaymentStatus.PENDING, PaymentStatus.PAID, PaymentStatus.REFUNDING)
+
+
+# The charge id of a free booking's payment: paid without any charge at the gateway.
+FREE_CHARGE_ID = "free"
 
 
 class ChargeOutcome(StrEnum):
@@ -127,3 +139,55 @@ def settle_refund(booking, captured_any: bool) -> None:
     if booking.payment.status == PaymentStatus.REFUNDED:
         booking.ticket.void()
     booking.touch()
+
+
+# -- reconciliation (payments.reconcile) ------------------------------------------------------
+
+class ReconciliationCursor(db.Model):
+    """How far the reconciliation job has read the gateway's list of charges (one row)."""
+    __tablename__ = "reconciliation_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The id of the last charge read (the listing's cursor); none yet: start from a lookback.
+    position: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now,
+                                                 server_default=func.now())
+
+
+class WatchedCharge(db.Model):
+    """A capture seen on a booking not settled yet (its charge about to settle, its refund under
+    way): the job looks at it again on every run until the booking is final."""
+    __tablename__ = "reconciliation_watch"
+
+    charge_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    booking_id: Mapped[str] = mapped_column(ForeignKey("bookings.id"), index=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now,
+                                              server_default=func.now())
+
+
+class ReconciledRefund(db.Model):
+    """A refund the reconciliation job made: money captured on a booking that should not hold it,
+    that no step had given back. One per charge (the refund key is the charge's)."""
+    __tablename__ = "reconciled_refunds"
+
+    charge_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    booking_id: Mapped[str] = mapped_column(ForeignKey("bookings.id"), index=True)
+    booking_status: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    refund_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now,
+                                                 server_default=func.now())
+
+
+def should_hold(booking_status: str, legit_charge_id: str | None, charge_id: str) -> bool | None:
+    """Whether a booking may keep the money of this captured charge: True, False, or None while
+    the booking is not final (its charge about to settle, its refund under way: not ours to judge).
+
+    Only a PAID booking keeps money, and only its own charge (the one its payment recorded);
+    anything else captured for it, or for a booking in any other final state, goes back.
+    """
+    from models.bookings import FINAL_STATUSES, BookingStatus
+
+    if booking_status not in FINAL_STATUSES:
+        return None
+    return booking_status == BookingStatus.PAID and legit_charge_id == charge_id

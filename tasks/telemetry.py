@@ -13,6 +13,8 @@ queue read from Redis at scrape time. Each worker needs its own directory, empti
     boxoffice_tasks_retried_total{task}     boxoffice_tasks_failed_total{task}
     boxoffice_task_duration_seconds{task}   boxoffice_queue_length{queue}
     boxoffice_queue_unacked_messages
+    boxoffice_reconciled_refunds_total{booking_status}   (payments.reconcile: money given back
+                                                          that no step had refunded)
 """
 from __future__ import annotations
 
@@ -41,6 +43,10 @@ TASKS_FAILED = Counter("boxoffice_tasks_failed_total", "Steps that failed for go
                        "or a permanent error), by task.", ["task"])
 TASK_DURATION = Histogram("boxoffice_task_duration_seconds", "Time one attempt of a step ran, by task.", ["task"],
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+RECONCILED_REFUNDS = Counter(
+    "boxoffice_reconciled_refunds_total", "Refunds made by the reconciliation job (payments.reconcile): captured "
+    "money on a booking that should not hold it, that no step had given back; by the booking's status.",
+    ["booking_status"])
 
 _started: dict[str, float] = {}
 _tokens: dict[str, tuple] = {}

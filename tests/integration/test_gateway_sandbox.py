@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from gateway import Charge, GatewayClient, GatewayRejected, GatewayUnavailable, Refund
+from gateway import Charge, ChargeVoided, GatewayClient, GatewayRejected, GatewayUnavailable, Refund
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_DEADLINE_S = 30
@@ -314,6 +314,192 @@ def test_concurrent_refunds_never_exceed_the_captured_amount(sandbox, captured_c
     assert gateway.get_charge(captured_charge.id).refunded_amount == 30_000
 
 
+# -- voids ------------------------------------------------------------------------------------
+
+def test_a_void_before_any_charge_says_voided_and_the_charge_is_refused_for_good(gateway, reference):
+    key = new_key()
+
+    void = gateway.void_charge(idempotency_key=key)
+
+    assert (void.status, void.charge, void.nothing_taken) == ("voided", None, True)
+    for _ in range(2):
+        with pytest.raises(ChargeVoided) as refused:
+            gateway.charge(reference=reference, amount=5_000, payment_method="tok_ok", idempotency_key=key)
+        assert (refused.value.status, refused.value.code) == (409, "charge_voided")
+        assert isinstance(refused.value, GatewayRejected)
+    assert gateway.ledger(reference) == {
+        "reference": reference, "captured": 0, "refunded": 0, "charges": 0, "refunds": 0}
+    assert gateway.void_charge(idempotency_key=key) == void  # repeating it is harmless
+
+
+def test_a_void_after_a_capture_returns_the_charge_and_the_charge_still_replays(gateway, reference):
+    key = new_key()
+    charge = gateway.charge(reference=reference, amount=5_000, payment_method="tok_ok", idempotency_key=key)
+
+    void = gateway.void_charge(idempotency_key=key)
+
+    assert (void.status, void.charge, void.nothing_taken) == ("captured", charge, False)
+    assert gateway.charge(reference=reference, amount=5_000, payment_method="tok_ok",
+                          idempotency_key=key) == charge
+    assert gateway.void_charge(idempotency_key=key) == void
+    assert gateway.ledger(reference)["captured"] == 5_000
+
+
+def test_a_void_after_a_decline_returns_the_declined_charge(gateway, reference):
+    key = new_key()
+    declined = gateway.charge(reference=reference, amount=5_000, payment_method="tok_declined",
+                              idempotency_key=key)
+
+    void = gateway.void_charge(idempotency_key=key)
+
+    assert (void.status, void.charge, void.nothing_taken) == ("declined", declined, True)
+
+
+def test_a_void_while_a_slow_charge_is_in_flight_makes_it_refuse(sandbox, gateway, reference):
+    # latency_ms sleeps before anything is recorded. The charge's client gives up (so the request
+    # is at the gateway, asleep); the void, sent without latency, lands first.
+    key = new_key()
+    gateway.set_faults(latency_ms=3000)
+    with pytest.raises(GatewayUnavailable):
+        GatewayClient(sandbox.url, timeout=1.0).charge(reference=reference, amount=5_000, payment_method="tok_ok",
+                                                       idempotency_key=key)
+    gateway.clear_faults()
+
+    assert gateway.void_charge(idempotency_key=key).status == "voided"
+
+    # The same request again, as slow and sent later, lands after the one asleep: neither captured.
+    gateway.set_faults(latency_ms=3000)
+    with pytest.raises(ChargeVoided):
+        GatewayClient(sandbox.url, timeout=30).charge(reference=reference, amount=5_000, payment_method="tok_ok",
+                                                      idempotency_key=key)
+    assert gateway.ledger(reference)["charges"] == 0
+
+
+def test_a_void_after_a_hung_charge_tells_whether_it_captured(sandbox, gateway):
+    # A hung charge recorded its money half of the time; the void tells which, for good.
+    gateway.set_faults(timeout_rate=1.0, timeout_s=1.5)
+    impatient = GatewayClient(sandbox.url, timeout=0.3)
+    attempts = [(f"booking-{uuid.uuid4().hex[:12]}", new_key()) for _ in range(10)]
+
+    def timed_out(attempt):
+        with pytest.raises(GatewayUnavailable):
+            impatient.charge(reference=attempt[0], amount=7_000, payment_method="tok_ok",
+                             idempotency_key=attempt[1])
+
+    with ThreadPoolExecutor(len(attempts)) as pool:
+        list(pool.map(timed_out, attempts))
+    gateway.clear_faults()
+
+    for reference, key in attempts:
+        void = gateway.void_charge(idempotency_key=key)
+        ledger = gateway.ledger(reference)
+        if void.status == "captured":
+            assert (ledger["captured"], void.charge.reference) == (7_000, reference)
+        else:
+            assert void.status == "voided" and ledger["charges"] == 0
+            with pytest.raises(ChargeVoided):
+                gateway.charge(reference=reference, amount=7_000, payment_method="tok_ok", idempotency_key=key)
+
+
+def test_voids_and_charges_racing_on_one_key_never_capture_after_a_voided_answer(sandbox):
+    client = GatewayClient(sandbox.url)
+    for _ in range(10):
+        reference, key = f"booking-{uuid.uuid4().hex[:12]}", new_key()
+        start_together = threading.Barrier(2)
+
+        def charge():
+            start_together.wait()
+            try:
+                return client.charge(reference=reference, amount=1_000, payment_method="tok_ok",
+                                     idempotency_key=key)
+            except ChargeVoided:
+                return None
+
+        def void():
+            start_together.wait()
+            return client.void_charge(idempotency_key=key)
+
+        with ThreadPoolExecutor(2) as pool:
+            charged, voided = pool.submit(charge), pool.submit(void)
+            charged, voided = charged.result(), voided.result()
+        if voided.status == "voided":
+            assert charged is None and client.ledger(reference)["captured"] == 0
+        else:
+            assert voided.charge == charged and client.ledger(reference)["captured"] == 1_000
+
+
+@pytest.mark.parametrize("body", [{}, {"idempotency_key": ""}, {"idempotency_key": 5},
+                                  {"idempotency_key": "k", "reference": "r"}])
+def test_an_invalid_void_is_rejected(sandbox, body):
+    response = requests.post(f"{sandbox.url}/v1/charges/cancel", json=body, timeout=5)
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_request"
+
+
+def test_a_void_during_an_outage_is_unavailable_and_voids_nothing(gateway, reference):
+    key = new_key()
+    gateway.set_faults(outage=True)
+    with pytest.raises(GatewayUnavailable):
+        gateway.void_charge(idempotency_key=key)
+    gateway.clear_faults()
+
+    assert gateway.charge(reference=reference, amount=1_000, payment_method="tok_ok",
+                          idempotency_key=key).captured
+
+
+# -- the listing of every charge ---------------------------------------------------------------
+
+def test_charges_are_listed_in_creation_order_a_page_at_a_time(gateway, reference):
+    start = gateway.charge(reference=f"{reference}-0", amount=1, payment_method="tok_ok", idempotency_key=new_key())
+    made = [gateway.charge(reference=f"{reference}-{n}", amount=100 + n, payment_method="tok_ok",
+                           idempotency_key=new_key()) for n in range(1, 6)]
+
+    pages, cursor = [], start.id
+    while True:
+        page = gateway.list_charges(starting_after=cursor, limit=2)
+        pages.append(page.charges)
+        cursor = page.next_cursor
+        if not page.has_more:
+            break
+
+    assert [charge for each in pages for charge in each] == made
+    assert [len(each) for each in pages] == [2, 2, 1]
+    assert gateway.list_charges(starting_after=made[-1].id).charges == []
+    assert gateway.list_charges(starting_after=made[-1].id).next_cursor == made[-1].id
+
+
+def test_charges_created_after_a_time_are_listed(sandbox, gateway, reference):
+    from datetime import datetime, timedelta
+    first = gateway.charge(reference=reference, amount=1, payment_method="tok_ok", idempotency_key=new_key())
+    later = gateway.charge(reference=reference, amount=2, payment_method="tok_ok", idempotency_key=new_key())
+    created = datetime.fromisoformat(requests.get(f"{sandbox.url}/v1/charges/{first.id}", timeout=5).json()["created_at"])
+
+    since = gateway.list_charges(created_after=(created - timedelta(seconds=1)).isoformat(), limit=500)
+    future = gateway.list_charges(created_after=(created + timedelta(days=1)).isoformat())
+
+    assert [c for c in since.charges if c.reference == reference] == [first, later]
+    assert (future.charges, future.has_more, future.next_cursor) == ([], False, None)
+
+
+@pytest.mark.parametrize("params", [{"limit": "0"}, {"limit": "501"}, {"limit": "many"},
+                                    {"created_after": "yesterday"}, {"created_after": "2026-01-01T00:00:00"},
+                                    {"starting_after": "ch_does_not_exist"}, {"colour": "red"}])
+def test_an_invalid_listing_is_rejected(sandbox, params):
+    response = requests.get(f"{sandbox.url}/v1/charges", params=params, timeout=5)
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_request"
+
+
+def test_a_refund_says_whether_it_was_made_or_replayed(gateway, captured_charge):
+    key = new_key()
+    first = gateway.refund(charge_id=captured_charge.id, amount=1_000, idempotency_key=key)
+    again = gateway.refund(charge_id=captured_charge.id, amount=1_000, idempotency_key=key)
+
+    assert (first.created, again.created) == (True, False)
+
+
 # -- ledger -----------------------------------------------------------------------------------
 
 def test_ledger_sums_captured_and_refunded_money_per_reference(gateway, reference):
@@ -436,28 +622,86 @@ def test_retry_after_a_refund_timeout_refunds_exactly_once(sandbox, gateway, ref
         assert (ledger["refunded"], ledger["refunds"]) == (6_000, 1)
 
 
+DEFAULT_FAULTS = {"latency_ms": 0, "error_rate": 0.0, "timeout_rate": 0.0, "timeout_s": 30.0,
+                  "outage": False, "error_statuses": [500, 503], "error_body": True}
+
+
 def test_faults_can_be_read_changed_and_cleared(gateway):
     assert gateway.set_faults(latency_ms=5, error_rate=0.25) == {
-        "latency_ms": 5, "error_rate": 0.25, "timeout_rate": 0.0, "timeout_s": 30.0,
-        "outage": False}
+        **DEFAULT_FAULTS, "latency_ms": 5, "error_rate": 0.25}
     assert gateway.get_faults()["error_rate"] == 0.25
+    assert gateway.set_faults(error_statuses=[404, 502], error_body=False) == {
+        **DEFAULT_FAULTS, "latency_ms": 5, "error_rate": 0.25, "error_statuses": [404, 502],
+        "error_body": False}
 
     gateway.clear_faults()
 
-    assert gateway.get_faults() == {
-        "latency_ms": 0, "error_rate": 0.0, "timeout_rate": 0.0, "timeout_s": 30.0,
-        "outage": False}
+    assert gateway.get_faults() == DEFAULT_FAULTS
 
 
 @pytest.mark.parametrize("faults", [
     {"error_rate": 1.5}, {"timeout_rate": -0.1}, {"latency_ms": "slow"}, {"outage": "yes"},
-    {"meltdown": True},
+    {"meltdown": True}, {"error_statuses": []}, {"error_statuses": [399]}, {"error_statuses": [600]},
+    {"error_statuses": ["500"]}, {"error_statuses": [500.0]}, {"error_statuses": [True]},
+    {"error_statuses": 500}, {"error_body": "no"}, {"error_body": 0},
 ])
 def test_invalid_faults_are_rejected(gateway, faults):
     with pytest.raises(GatewayRejected) as rejected:
         gateway.set_faults(**faults)
 
     assert rejected.value.status == 422
+    assert rejected.value.code == "invalid_request"
+    assert gateway.get_faults() == DEFAULT_FAULTS  # a bad value changes nothing
+
+
+@pytest.mark.parametrize("status", [400, 404, 408, 409, 422, 429, 502])
+def test_an_injected_error_answers_a_status_from_error_statuses_and_moves_no_money(sandbox, gateway, reference,
+                                                                                 status):
+    gateway.set_faults(error_rate=1.0, error_statuses=[status])
+
+    response = requests.post(f"{sandbox.url}/v1/charges", headers={"Idempotency-Key": new_key()}, timeout=5,
+                             json={"reference": reference, "amount": 1_000, "payment_method": "tok_ok"})
+
+    assert response.status_code == status
+    assert response.json()["code"] == "injected_error"
+    # Not one of the gateway's own refusals: the outcome is unknown, never a rejection.
+    with pytest.raises(GatewayUnavailable):
+        gateway.charge(reference=reference, amount=1_000, payment_method="tok_ok", idempotency_key=new_key())
+    assert gateway.ledger(reference)["charges"] == 0
+
+
+def test_injected_errors_pick_among_the_error_statuses(sandbox, gateway, reference):
+    gateway.set_faults(error_rate=1.0, error_statuses=[502, 404])
+
+    seen = {requests.post(f"{sandbox.url}/v1/charges", headers={"Idempotency-Key": new_key()}, timeout=5,
+                          json={"reference": reference, "amount": 1, "payment_method": "tok_ok"}).status_code
+            for _ in range(40)}
+
+    assert seen == {502, 404}
+
+
+def test_an_injected_error_without_a_body_has_no_json(sandbox, gateway, reference):
+    gateway.set_faults(error_rate=1.0, error_statuses=[502], error_body=False)
+
+    response = requests.post(f"{sandbox.url}/v1/charges", headers={"Idempotency-Key": new_key()}, timeout=5,
+                             json={"reference": reference, "amount": 1_000, "payment_method": "tok_ok"})
+
+    assert response.status_code == 502
+    assert response.content == b""
+    assert "json" not in response.headers.get("Content-Type", "")
+    with pytest.raises(GatewayUnavailable):
+        gateway.charge(reference=reference, amount=1_000, payment_method="tok_ok", idempotency_key=new_key())
+
+
+def test_the_default_injected_errors_are_500_and_503_with_a_json_body(sandbox, gateway, reference):
+    gateway.set_faults(error_rate=1.0)
+
+    answers = [requests.post(f"{sandbox.url}/v1/charges", headers={"Idempotency-Key": new_key()}, timeout=5,
+                             json={"reference": reference, "amount": 1, "payment_method": "tok_ok"})
+               for _ in range(20)]
+
+    assert {answer.status_code for answer in answers} <= {500, 503}
+    assert all(answer.json()["code"] == "injected_error" for answer in answers)
 
 
 def test_faults_set_through_one_server_process_are_seen_by_another(db_path, gateway, reference):
@@ -484,12 +728,13 @@ def test_faults_set_through_one_server_process_are_seen_by_another(db_path, gate
 # -- the process ------------------------------------------------------------------------------
 
 def test_faults_given_at_start_are_in_force_and_sigterm_stops_the_sandbox(tmp_path):
-    running = start_sandbox(tmp_path / "gw.sqlite3", "--outage", "--workers", "2",
-                            env={"GATEWAY_LATENCY_MS": "7"})
+    running = start_sandbox(tmp_path / "gw.sqlite3", "--outage", "--workers", "2", "--no-error-body",
+                            env={"GATEWAY_LATENCY_MS": "7", "GATEWAY_ERROR_STATUSES": "404,502"})
     client = GatewayClient(running.url)
     try:
         assert client.get_faults()["outage"] is True
         assert client.get_faults()["latency_ms"] == 7
+        assert (client.get_faults()["error_statuses"], client.get_faults()["error_body"]) == ([404, 502], False)
         with pytest.raises(GatewayUnavailable):
             client.charge(reference="r", amount=1, payment_method="tok_ok", idempotency_key="k")
     finally:

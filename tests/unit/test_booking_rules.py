@@ -179,9 +179,8 @@ def test_a_cancel_before_any_capture_leaves_no_payment():
     assert booking.payment.status == PaymentStatus.NONE and booking.status == BookingStatus.CANCELLED
 
 
-def test_a_charge_request_is_in_flight_only_for_a_window():
+def test_a_charge_request_is_on_record_once_started():
     payment = Payment(status=PaymentStatus.NONE)
-    assert not payment.charge_may_be_in_flight(10)
+    assert not payment.charge_requested
     payment.start_charge()
-    assert payment.charge_may_be_in_flight(10)
-    assert not payment.charge_may_be_in_flight(0)
+    assert payment.charge_requested and payment.status == PaymentStatus.PENDING

@@ -1,8 +1,8 @@
 """reconciliation: the job that refunds captures no step gave back keeps its cursor into the
 gateway's charges, the captures it waits to judge, and a record of every refund it made
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01 12:00:00
 
 """

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from stack.embedded import EmbeddedRedis
 from tests.integration.observed_stack import start_api, step_runs
@@ -290,37 +290,6 @@ def test_row7b_with_redis_down_a_booking_is_accepted_and_processed_after_recover
     clean.beat()  # the relay asks for the reservation the API could not
     assert_paid_exactly_once(app, gateway, wait_for, [booking_id], timeout=120)
     wait_until(lambda: outbox_rows(app, booking_id) == 0, 60, 0.2, "every outbox row to be published and cleared")
-
-
-def test_row7c_a_step_published_again_by_the_relay_is_deduplicated_by_its_consumer(app, clean, gateway, customer,
-                                                                                   make_show, wait_for):
-    """The dispatcher died after publishing and before its outbox rows were deleted: the relay
-    publishes them again. Every step is done once all the same."""
-    from models import db
-    from models.outbox import OutboxMessage
-    show = make_show(capacity=4, price=720)
-    worker = clean.worker(concurrency=2)
-    booking_id = clean.book(customer, show["id"], qty=2)
-    wait_for(booking_id, status="PAID", payment_status="PAID", ticket_status="ISSUABLE", timeout=90)
-    steps = ("seats.reserve", "payments.charge", "tickets.make_issuable")
-    with app.app_context():  # the rows the dead dispatcher left behind (published, never deleted)
-        old = db.session.scalar(select(func.now() - func.make_interval(0, 0, 0, 0, 0, 0, 60)))
-        db.session.execute(insert(OutboxMessage), [
-            {"task": task, "booking_id": booking_id, "created_at": old} for task in steps])
-        db.session.commit()
-        db.session.remove()
-    clean.beat()
-    wait_until(lambda: outbox_rows(app, booking_id) == 0, 90, 0.2, "the relay to publish the rows again")
-
-    # The first run: reserve_show, charge_many, make_issuable_many (batch steps); the relay's:
-    # seats.reserve, then the charge and ticket steps batched again.
-    ran = steps + ("seats.reserve_show", "payments.charge_many", "tickets.make_issuable_many")
-    wait_until(lambda: len(step_runs(worker.log(), booking_id, ran)) >= 2 * len(steps), 90, 0.2,
-               "every step to run a second time")
-    state = wait_for(booking_id, status="PAID", payment_status="PAID", ticket_status="ISSUABLE")
-    assert state["remaining"] == 2  # seats held once
-    ledger = gateway.ledger(booking_id)
-    assert (ledger["captured"], ledger["charges"], ledger["refunded"]) == (1440, 1, 0)  # charged once
 
 
 # -- row 9: no correctness rests on a lock with a timeout ------------------------------------------

@@ -19,6 +19,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from web import create_app
 
+pytestmark = pytest.mark.server_independent  # CI runs it once (.ci/run)
+
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "25"))
 _fuzz_app = None
 REQUESTS = {"customer": 0, "admin": 0}

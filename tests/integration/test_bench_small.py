@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench import checks
 from stack.processes import WORKER_METRICS_PORTS
 from tests.processes import occupied_ports
@@ -22,6 +24,7 @@ KEYS = ("cores", "requests", "seats", "accepted_rps", "api_p50_ms", "api_p99_ms"
         "ratio_accepted_vs_bare_insert")
 
 
+@pytest.mark.server_independent  # the rush starts embedded servers of its own: CI runs it once
 def test_a_tiny_rush_reports_every_figure_and_never_oversells(tmp_path):
     out = tmp_path / "rush.json"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}

@@ -3,7 +3,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.processes import ROOT
+
+pytestmark = pytest.mark.server_independent  # CI runs it once (.ci/run)
 
 
 def test_small_chaos_run_reports_all_zeros():

@@ -6,6 +6,8 @@ import redis
 
 from stack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, servers_from_env_or_embedded
 
+pytestmark = pytest.mark.server_independent  # CI runs it once (.ci/run)
+
 
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory):

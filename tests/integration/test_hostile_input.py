@@ -25,6 +25,8 @@ from tests.integration.conftest import bearer
 from tests.integration.observed_stack import private_broker, start_api
 from tests.integration.test_api_errors import assert_error
 
+pytestmark = pytest.mark.server_independent  # CI runs it once (.ci/run)
+
 MISSING = "00000000-0000-0000-0000-000000000000"
 HOLE = "__HOLE__"
 

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 
 from tests.integration.test_hostile_input import _now_plus, _state, api_url, target  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.server_independent  # CI runs it once (.ci/run)
+
 EXAMPLES = int(os.environ.get("FUZZ_PARSING_EXAMPLES", "120"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))

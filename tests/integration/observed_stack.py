@@ -7,6 +7,7 @@ and the gateway sandbox are the suite's.
 """
 import json
 import os
+from contextlib import contextmanager
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -115,3 +116,35 @@ def failures_of(app, booking_id: str) -> list:
             select(TaskFailure).where(TaskFailure.booking_id == booking_id)).all()]
         db.session.remove()
     return rows
+
+
+@contextmanager
+def statements(app):
+    """Every SQL statement the app's engine runs inside the block (this process only)."""
+    from sqlalchemy import event
+
+    from models import db
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def outbox_rows(app, booking_id) -> int:
+    """How many outbox rows of a booking are still waiting to be published or cleared."""
+    from sqlalchemy import func, select
+
+    from models import db
+    from models.outbox import OutboxMessage
+    with app.app_context():
+        count = db.session.scalar(select(func.count()).select_from(OutboxMessage)
+                                  .where(OutboxMessage.booking_id == booking_id))
+        db.session.remove()
+        return count

@@ -1,15 +1,14 @@
 """Prometheus metrics: the API under gunicorn with several worker processes, and a worker process,
 scraped over HTTP and parsed with prometheus-client's own parser."""
-from contextlib import contextmanager
 
 import pytest
 import redis
 import requests
 from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import event, text
+from sqlalchemy import text
 
-from tests.integration.observed_stack import private_broker, start_api
+from tests.integration.observed_stack import private_broker, start_api, statements
 from tests.processes import free_port, start_worker, wait_until
 
 TOKEN = "metrics-token-for-the-tests"
@@ -167,23 +166,6 @@ def test_metrics_refuse_a_scrape_without_the_token(observed):
         assert "boxoffice_" not in response.text
     assert requests.get(observed["api"] + "/healthz", timeout=10).status_code == 200  # the rest is untouched
     assert value(scrape(url, TOKEN), "boxoffice_domain_metrics_up") == 1
-
-
-@contextmanager
-def statements(app):
-    """Every SQL statement this process's engine runs inside the block."""
-    from models import db
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 BOOKING_TABLES = ("bookings", "payments", "tickets", "mypage_entries")

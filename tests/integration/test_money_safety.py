@@ -14,7 +14,6 @@ so does its answer.
 import secrets
 
 import pytest
-import redis
 import requests
 from sqlalchemy import delete, func, select
 

@@ -2,12 +2,12 @@
 the rows change in the PATCH's own transaction, with one statement whatever the number of
 bookings; a row made stale behind the app's back is reported by the consistency check and
 repaired by the convergence job, run by a real worker."""
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
+from tests.integration.observed_stack import statements
 from tests.processes import wait_until
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -21,23 +21,6 @@ def my_page_row(app, customer, booking_id):
 def settled_row(app, customer, booking_id):
     return wait_until(lambda: (row := my_page_row(app, customer, booking_id)) and row["ticket_status"] == "ISSUABLE"
                       and row, 60, 0.1, "the my page to show the settled booking")
-
-
-@contextmanager
-def statements(app):
-    """Every SQL statement the app's engine runs inside the block (this process only)."""
-    from models import db
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def test_patching_a_show_changes_its_title_venue_and_start_on_the_my_page(

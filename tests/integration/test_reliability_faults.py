@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from stack.embedded import EmbeddedRedis
-from tests.integration.observed_stack import start_api, step_runs
+from tests.integration.observed_stack import outbox_rows, start_api, step_runs
 from tests.processes import BIN, ManagedProcess, free_port, start_worker, wait_until
 
 
@@ -265,16 +265,6 @@ def test_row7a_a_rolled_back_transaction_publishes_nothing(app, clean):
         db.session.commit()
         db.session.remove()
     queue.delete("seats")  # no worker ever sees the made-up booking
-
-
-def outbox_rows(app, booking_id):
-    from models import db
-    from models.outbox import OutboxMessage
-    with app.app_context():
-        count = db.session.scalar(select(func.count()).select_from(OutboxMessage)
-                                  .where(OutboxMessage.booking_id == booking_id))
-        db.session.remove()
-        return count
 
 
 def test_row7b_with_redis_down_a_booking_is_accepted_and_processed_after_recovery(app, clean, gateway, customer,

@@ -9,7 +9,9 @@ import redis
 from sqlalchemy import func, select, update
 
 from tests.integration import observed_stack
-from tests.integration.observed_stack import ended_deliveries, failures_of, json_lines, returned, starts_of, step_runs
+from tests.integration.observed_stack import (
+    ended_deliveries, failures_of, outbox_rows, returned, starts_of, step_runs,
+)
 from tests.processes import ALL_QUEUES, BIN, ROOT, ManagedProcess, free_port, start_worker, wait_until
 
 
@@ -156,16 +158,6 @@ def test_row7c_a_dispatcher_killed_between_send_and_mark_sent_is_deduplicated_by
     assert failures_of(app, booking_id) == []
     ledger = gateway.ledger(booking_id)
     assert (ledger["captured"], ledger["charges"], ledger["refunded"]) == (1440, 1, 0)  # charged once
-
-
-def outbox_rows(app, booking_id):
-    from models import db
-    from models.outbox import OutboxMessage
-    with app.app_context():
-        count = db.session.scalar(select(func.count()).select_from(OutboxMessage)
-                                  .where(OutboxMessage.booking_id == booking_id))
-        db.session.remove()
-        return count
 
 
 # -- row 8: a payment step delivered twice ---------------------------------------------------

@@ -10,7 +10,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import NamedTuple
 
 from sqlalchemy import (
@@ -21,24 +20,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.database import db, new_id, utc_now
 from models.errors import Conflict, InvalidInput, NotFound
-from models.shows import Show
+from models.shows import Show, get_show
+from models.statuses import FINAL_STATUSES, BookingStatus, PaymentStatus, TicketStatus  # noqa: F401 (re-exported)
 
 
-class BookingStatus(StrEnum):
-    PENDING = "PENDING"
-    CONFIRMED = "CONFIRMED"
-    PAID = "PAID"
-    PAYMENT_FAILED = "PAYMENT_FAILED"
-    EXPIRED = "EXPIRED"
-    REJECTED = "REJECTED"
-    CANCELLING = "CANCELLING"
-    CANCELLED = "CANCELLED"
-
-
-FINAL_STATUSES = frozenset({
-    BookingStatus.PAID, BookingStatus.REJECTED, BookingStatus.PAYMENT_FAILED,
-    BookingStatus.EXPIRED, BookingStatus.CANCELLED,
-})
 MAX_QTY = 10
 
 
@@ -59,7 +44,7 @@ class Booking(db.Model):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     # Arrival number, drawn when the booking is recorded. Bookings in flight together may commit
     # out of seq order; the reservation step decides the visible ones in seq order (see
-    # models.shows.reserve_in_arrival_order and docs/lifecycle.md, "Arrival order").
+    # reserve_in_arrival_order below and docs/lifecycle.md, "Arrival order").
     seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     show_id: Mapped[str] = mapped_column(ForeignKey("shows.id"))
@@ -218,9 +203,6 @@ def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str
 
     The caller commits. A request repeated with its Idempotency-Key returns the booking it made.
     """
-    from models.payments import PaymentStatus
-    from models.tickets import TicketStatus
-
     if not 1 <= qty <= MAX_QTY:
         raise InvalidInput("qty is out of range", {"qty": [f"must be between 1 and {MAX_QTY}"]})
     print_ = fingerprint(show_id, qty, payment_method)
@@ -324,3 +306,47 @@ def decide_in_seq_order(show: Show, pending: list[tuple[str, int]], now: datetim
 
 def hold_deadline_from(now: datetime, minutes: float) -> datetime:
     return now + timedelta(minutes=minutes)
+
+
+# The decisions of one run, applied in one statement: no booking is loaded as an object. Only
+# rows still PENDING change (the run holds their locks, so that is all of them).
+_APPLY_DECISIONS = text("""
+    UPDATE bookings AS b
+    SET status = d.status, seats_held = d.held, reason = d.reason,
+        hold_deadline = CASE WHEN d.held THEN CAST(:deadline AS timestamptz) END,
+        version = b.version + 1, updated_at = :now
+    FROM unnest(CAST(:ids AS varchar[]), CAST(:statuses AS varchar[]), CAST(:reasons AS varchar[]),
+                CAST(:held AS boolean[])) AS d(id, status, reason, held)
+    WHERE b.id = d.id AND b.status = :pending
+""")
+
+
+def reserve_in_arrival_order(show_id: str, hold_minutes: float, limit: int = 500) -> list[Decision]:
+    """Decide the show's PENDING bookings that this transaction can see, oldest (lowest seq) first
+    (decide_in_seq_order). Returns the decisions, in seq order.
+
+    The show row is locked for the whole decision, so two workers never hand out the same seats.
+    A booking whose commit was not yet visible is decided by the next run, which starts after
+    it committed; a booking answered before another was even sent is therefore always decided
+    no later than that one (docs/lifecycle.md, "Arrival order"). Three statements whatever the
+    batch size: lock the show, lock and read the pending bookings, apply the decisions (and the
+    show's new seat count, flushed at commit).
+    """
+    show = get_show(show_id, for_update=True)
+    pending = db.session.execute(
+        select(Booking.id, Booking.qty)
+        .where(Booking.show_id == show_id, Booking.status == BookingStatus.PENDING)
+        .order_by(Booking.seq)
+        .limit(limit)
+        .with_for_update()
+    ).all()
+    if not pending:
+        return []
+    now = utc_now()
+    decisions = decide_in_seq_order(show, pending, now)
+    db.session.execute(_APPLY_DECISIONS, {
+        "ids": [d.id for d in decisions], "statuses": [str(d.status) for d in decisions],
+        "reasons": [d.reason for d in decisions], "held": [d.holds_seats for d in decisions],
+        "deadline": hold_deadline_from(now, hold_minutes), "now": now, "pending": BookingStatus.PENDING.value,
+    })
+    return decisions

@@ -15,15 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.database import db, utc_now
 from models.errors import Conflict
-
-
-class PaymentStatus(StrEnum):
-    NONE = "NONE"
-    PENDING = "PENDING"
-    PAID = "PAID"
-    DECLINED = "DECLINED"
-    REFUNDING = "REFUNDING"
-    REFUNDED = "REFUNDED"
+from models.statuses import FINAL_STATUSES, BookingStatus, PaymentStatus  # noqa: F401 (re-exported)
 
 
 class Payment(db.Model):
@@ -106,8 +98,6 @@ class ChargeOutcome(StrEnum):
 
 def settle_charge(booking, charge_id: str, captured: bool) -> ChargeOutcome:
     """Record the gateway's answer to our charge on the booking and its payment."""
-    from models.bookings import BookingStatus
-
     payment = booking.payment
     if payment.charge_id == charge_id and payment.status != PaymentStatus.PENDING:
         return ChargeOutcome.ALREADY_SETTLED  # a duplicate delivery of the same step
@@ -129,8 +119,6 @@ def settle_charge(booking, charge_id: str, captured: bool) -> ChargeOutcome:
 
 def settle_refund(booking, captured_any: bool) -> None:
     """The gateway holds no captured money for this booking any more: finish what waited on it."""
-    from models.bookings import BookingStatus
-
     if booking.payment.needs_refund_check:
         booking.payment.settle_refund(captured_any)
     if booking.status == BookingStatus.CANCELLING:
@@ -186,8 +174,6 @@ def should_hold(booking_status: str, legit_charge_id: str | None, charge_id: str
     Only a PAID booking keeps money, and only its own charge (the one its payment recorded);
     anything else captured for it, or for a booking in any other final state, goes back.
     """
-    from models.bookings import FINAL_STATUSES, BookingStatus
-
     if booking_status not in FINAL_STATUSES:
         return None
     return booking_status == BookingStatus.PAID and legit_charge_id == charge_id

@@ -1,15 +1,11 @@
 """Shows and their seats: capacity, remaining seats, and the rules for holding and releasing them."""
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Integer, String, func, select, text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.database import db, new_id, utc_now
 from models.errors import Conflict, NotFound
-
-if TYPE_CHECKING:
-    from models.bookings import Decision
 
 
 class Show(db.Model):
@@ -79,49 +75,3 @@ def get_show(show_id: str, *, for_update: bool = False) -> Show:
 def lock_shows(show_ids) -> list[Show]:
     """Lock several shows, in id order."""
     return [get_show(show_id, for_update=True) for show_id in sorted(show_ids)]
-
-
-# The decisions of one run, applied in one statement: no booking is loaded as an object. Only
-# rows still PENDING change (the run holds their locks, so that is all of them).
-_APPLY_DECISIONS = text("""
-    UPDATE bookings AS b
-    SET status = d.status, seats_held = d.held, reason = d.reason,
-        hold_deadline = CASE WHEN d.held THEN CAST(:deadline AS timestamptz) END,
-        version = b.version + 1, updated_at = :now
-    FROM unnest(CAST(:ids AS varchar[]), CAST(:statuses AS varchar[]), CAST(:reasons AS varchar[]),
-                CAST(:held AS boolean[])) AS d(id, status, reason, held)
-    WHERE b.id = d.id AND b.status = :pending
-""")
-
-
-def reserve_in_arrival_order(show_id: str, hold_minutes: float, limit: int = 500) -> list["Decision"]:
-    """Decide the show's PENDING bookings that this transaction can see, oldest (lowest seq) first
-    (models.bookings.decide_in_seq_order). Returns the decisions, in seq order.
-
-    The show row is locked for the whole decision, so two workers never hand out the same seats.
-    A booking whose commit was not yet visible is decided by the next run, which starts after
-    it committed; a booking answered before another was even sent is therefore always decided
-    no later than that one (docs/lifecycle.md, "Arrival order"). Three statements whatever the
-    batch size: lock the show, lock and read the pending bookings, apply the decisions (and the
-    show's new seat count, flushed at commit).
-    """
-    from models.bookings import Booking, BookingStatus, decide_in_seq_order, hold_deadline_from
-
-    show = get_show(show_id, for_update=True)
-    pending = db.session.execute(
-        select(Booking.id, Booking.qty)
-        .where(Booking.show_id == show_id, Booking.status == BookingStatus.PENDING)
-        .order_by(Booking.seq)
-        .limit(limit)
-        .with_for_update()
-    ).all()
-    if not pending:
-        return []
-    now = utc_now()
-    decisions = decide_in_seq_order(show, pending, now)
-    db.session.execute(_APPLY_DECISIONS, {
-        "ids": [d.id for d in decisions], "statuses": [str(d.status) for d in decisions],
-        "reasons": [d.reason for d in decisions], "held": [d.holds_seats for d in decisions],
-        "deadline": hold_deadline_from(now, hold_minutes), "now": now, "pending": BookingStatus.PENDING.value,
-    })
-    return decisions

@@ -1,20 +1,13 @@
 """Tickets: what a paid booking lets the customer present at the door."""
 import secrets
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.database import db, utc_now
 from models.errors import Conflict
-
-
-class TicketStatus(StrEnum):
-    NOT_ISSUABLE = "NOT_ISSUABLE"
-    ISSUABLE = "ISSUABLE"
-    ISSUED = "ISSUED"
-    VOID = "VOID"
+from models.statuses import TicketStatus  # noqa: F401 (re-exported)
 
 
 class Ticket(db.Model):

@@ -9,7 +9,7 @@ from models import db
 from models.bookings import Booking, BookingStatus
 from models.mypage import project_ids
 from models.outbox import enqueue
-from models.shows import reserve_in_arrival_order
+from models.bookings import reserve_in_arrival_order
 from tasks.dispatch import clear_kick
 from tasks.policy import RETRY_POLICY
 

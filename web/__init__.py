@@ -36,7 +36,7 @@ def create_app(config: dict | None = None) -> Flask:
     from web import admin, auth, bookings, errors, mypage, ops, shows
     for module in (auth, shows, bookings, mypage, ops, admin):
         api.register_blueprint(module.blp)
-    errors.init_app(app)
+    errors.init_app(app, api)
     from web import docs, ratelimit
     docs.init_app(app)
     ratelimit.init_app(app)

@@ -76,7 +76,9 @@ def _per_field(errors: dict) -> dict:
     return errors
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, api) -> None:
+    """Error handlers for the app; `api` (web.extensions.api, passed in: extensions imports this
+    module for the error schema) describes the operations whose query parameters are checked."""
     @app.errorhandler(DomainError)
     def domain_error(error: DomainError):
         code = next((status for kind, status in STATUS_OF if isinstance(error, kind)), 409)
@@ -105,7 +107,6 @@ def init_app(app: Flask) -> None:
         return error_body(500, "internal error"), 500
 
     from werkzeug.exceptions import HTTPException
-    from web.extensions import api
 
     @app.before_request
     def reject_unknown_query_parameters():

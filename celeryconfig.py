@@ -8,7 +8,13 @@ from datetime import timedelta
 
 from kombu import Queue
 
-from tasks.policy import RETRY_BACKOFF_MAX
+# --- Retry backoff bound ----------------------------------------------------------------------
+# Steps back off exponentially (1, 2, 4 … s, full jitter) up to RETRY_BACKOFF_MAX seconds. The
+# bound lives here, not in tasks/policy.py (which imports it), so this module imports nothing of
+# the tasks package, and the check below sees the very value the tasks use. Tests and the chaos
+# harness may lower it by environment, never raise it above the bound.
+RETRY_BACKOFF_MAX_BOUND = 120
+RETRY_BACKOFF_MAX = min(int(os.environ.get("RETRY_BACKOFF_MAX_S", RETRY_BACKOFF_MAX_BOUND)), RETRY_BACKOFF_MAX_BOUND)
 
 # --- Broker -----------------------------------------------------------------------------------
 # Redis is the broker; the database, not Redis, is the source of truth (see tasks/dispatch.py).

@@ -3,6 +3,7 @@ import os
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from celeryconfig import RETRY_BACKOFF_MAX, RETRY_BACKOFF_MAX_BOUND  # noqa: F401 (re-exported)
 from gateway.client import GatewayUnavailable
 
 
@@ -15,10 +16,8 @@ class StepNotReady(Exception):
 TRANSIENT_ERRORS = (GatewayUnavailable, OperationalError, InterfaceError, StepNotReady)
 
 # Bounded exponential backoff with full jitter: 1, 2, 4 … capped at RETRY_BACKOFF_MAX seconds.
-# celeryconfig asserts these stay well below the broker's visibility timeout. Both can be lowered
-# by environment (tests, the chaos harness), never raised above the defaults' bound.
-RETRY_BACKOFF_MAX_BOUND = 120
-RETRY_BACKOFF_MAX = min(int(os.environ.get("RETRY_BACKOFF_MAX_S", RETRY_BACKOFF_MAX_BOUND)), RETRY_BACKOFF_MAX_BOUND)
+# The bound is set in celeryconfig, which asserts it stays well below the broker's visibility
+# timeout (and must not import this package to do so). Retries can be lowered by environment.
 MAX_RETRIES = int(os.environ.get("TASK_MAX_RETRIES", "12"))
 
 

@@ -99,6 +99,9 @@ def test_beat_intervals_are_far_below_the_visibility_timeout():
 
 
 def test_retry_bounds_cannot_be_raised_above_the_visibility_bound():
+    # One bound: the one celeryconfig checks against the visibility timeout is the one tasks use.
+    assert (policy.RETRY_BACKOFF_MAX, policy.RETRY_BACKOFF_MAX_BOUND) == \
+        (celeryconfig.RETRY_BACKOFF_MAX, celeryconfig.RETRY_BACKOFF_MAX_BOUND)
     assert policy.RETRY_BACKOFF_MAX <= policy.RETRY_BACKOFF_MAX_BOUND < celeryconfig.VISIBILITY_TIMEOUT
     assert policy.retry_policy(backoff_max=celeryconfig.VISIBILITY_TIMEOUT * 10)["retry_backoff_max"] \
         <= policy.RETRY_BACKOFF_MAX_BOUND

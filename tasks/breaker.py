@@ -22,6 +22,7 @@ import redis
 from flask import current_app
 
 from gateway.client import GatewayRejected
+from shared_state.redis_clients import FAST_TIMEOUT_S, redis_client
 from tasks.policy import StepNotReady
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ _breakers: dict[tuple, pybreaker.CircuitBreaker] = {}
 
 def make_breaker(redis_url: str, *, fail_max: int, reset_timeout: float,
                  namespace: str = NAMESPACE) -> pybreaker.CircuitBreaker:
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    client = redis_client(redis_url, FAST_TIMEOUT_S)
     try:
         storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client, namespace=namespace,
                                                 fallback_circuit_state=pybreaker.STATE_CLOSED)

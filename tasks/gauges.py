@@ -18,6 +18,8 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from shared_state.redis_clients import redis_client as shared_redis_client
+
 log = logging.getLogger(__name__)
 
 GAUGES_KEY = "boxoffice:gauges:domain"
@@ -76,7 +78,8 @@ def load(client: redis.Redis) -> dict[str, float] | None:
 
 
 def redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=READ_TIMEOUT_S, socket_connect_timeout=READ_TIMEOUT_S)
+    """The client /metrics reads the gauges with: short timeouts, a scrape must not hang."""
+    return shared_redis_client(url, READ_TIMEOUT_S)
 
 
 @shared_task(name="maintenance.measure_consistency", autoretry_for=(), max_retries=0)
@@ -92,12 +95,9 @@ def measure_consistency() -> dict | None:
         return None
     finally:
         db.session.rollback()
-    client = redis.Redis.from_url(current_app.config["REDIS_URL"], socket_timeout=5, socket_connect_timeout=5)
     try:
-        store(client, values)
+        store(shared_redis_client(current_app.config["REDIS_URL"], 5), values)
     except redis.RedisError as error:
         log.warning("domain gauges not stored: %r", error)
         return None
-    finally:
-        client.close()
     return values

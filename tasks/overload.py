@@ -22,6 +22,7 @@ import redis
 from celery.signals import task_failure, task_retry, task_success
 from flask import current_app
 
+from shared_state.redis_clients import FAST_TIMEOUT_S, redis_client
 from tasks.policy import StepNotReady
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,8 @@ class PaymentsDeferred(StepNotReady):
     """Ticket issuance is overloaded: the payment step waits and retries later."""
 
 
-_clients: dict[str, redis.Redis] = {}
-
-
 def _redis(url: str) -> redis.Redis:
-    client = _clients.get(url)
-    if client is None:
-        client = _clients[url] = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-    return client
+    return redis_client(url, FAST_TIMEOUT_S)
 
 
 def _buckets(window_s: int, now: float | None = None) -> list[int]:

@@ -47,12 +47,8 @@ class Metrics(MethodView):
 
 
 def _ping_broker():
-    import redis
-    client = redis.Redis.from_url(current_app.config["REDIS_URL"], socket_timeout=2, socket_connect_timeout=2)
-    try:
-        client.ping()
-    finally:
-        client.close()
+    from shared_state.redis_clients import redis_client
+    redis_client(current_app.config["REDIS_URL"], 2).ping()
 
 
 def _check(probe) -> str:

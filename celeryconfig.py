@@ -17,7 +17,7 @@ RETRY_BACKOFF_MAX_BOUND = 120
 RETRY_BACKOFF_MAX = min(int(os.environ.get("RETRY_BACKOFF_MAX_S", RETRY_BACKOFF_MAX_BOUND)), RETRY_BACKOFF_MAX_BOUND)
 
 # --- Broker -----------------------------------------------------------------------------------
-# Redis is the broker; the database, not Redis, is the source of truth (see tasks/dispatch.py).
+# Redis is the broker; the database, not Redis, is the source of truth (see tasks/publishing.py).
 broker_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0")
 
 # An unacked message is redelivered after the visibility timeout. It must exceed every task's

@@ -1,7 +1,7 @@
 """The transactional outbox: downstream steps recorded in the same transaction as the change
 that calls for them, so a committed change can never lose its next step.
 
-After commit the steps are published at once (see tasks/dispatch.py); whatever was not
+After commit the steps are published at once (see tasks/publishing.py); whatever was not
 published (broker down, process killed) is published later by the outbox relay. A step
 published twice is harmless: every step is idempotent.
 """

@@ -27,8 +27,8 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.set_default()
     app.extensions["celery"] = celery_app
 
-    from tasks.dispatch import init_dispatch
-    init_dispatch(app)
+    from tasks.publishing import init_publishing
+    init_publishing(app)
 
     from tasks.telemetry import init_celery  # JSON logs, step metrics, liveness heartbeat
     init_celery(celery_app)

@@ -16,8 +16,9 @@ from models.payments import Payment, PaymentStatus
 from models.shows import get_show
 from models.task_failures import prune_starts
 from models.tickets import Ticket, TicketStatus
-from tasks.dispatch import kick_reservation, relay_pending
 from tasks.policy import RETRY_POLICY
+from tasks.publishing import relay_pending
+from tasks.reservation_kicks import kick_reservation
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from models.bookings import Booking, BookingStatus
 from models.mypage import project_ids
 from models.outbox import enqueue
 from models.bookings import reserve_in_arrival_order
-from tasks.dispatch import clear_kick
+from tasks.reservation_kicks import clear_kick
 from tasks.policy import RETRY_POLICY
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,9 @@
 """What a worker tells the operator: JSON logs with correlation ids, and Prometheus metrics.
 
 Logs: Celery's own logging setup is replaced (setup_logging signal) by the JSON lines of
-web/observability.py. Each step's lines carry the booking id (its first argument), the request id
-that caused it (a message header set by tasks/dispatch.py's publish), the step name and task id.
+the observability package. Each step's lines carry the booking id (its first argument), the
+request id that caused it (a message header set by tasks/publishing.py's publish), the step name
+and task id.
 
 Metrics, prometheus-client in multiprocess mode (the documented way for forking servers): the
 pool processes that run steps write their counters to PROMETHEUS_MULTIPROC_DIR, and the worker's
@@ -32,7 +33,7 @@ from prometheus_client import REGISTRY as PROCESS_REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from web.observability import booking_id_var, configure_logging, request_id_var, task_var
+from observability import booking_id_var, configure_logging, request_id_var, task_var
 
 log = logging.getLogger("boxoffice.steps")
 
@@ -127,7 +128,8 @@ class QueueDepthCollector:
     def collect(self):
         import redis
         from kombu.transport.redis import PRIORITY_STEPS, Channel
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        from shared_state.redis_clients import redis_client
+        client = redis_client(self.redis_url, 2)
         depth = GaugeMetricFamily("boxoffice_queue_length", "Messages waiting in each queue.", labels=["queue"])
         try:
             with client.pipeline(transaction=False) as pipe:
@@ -139,8 +141,6 @@ class QueueDepthCollector:
         except redis.RedisError as error:
             log.warning("queue depth unavailable: %r", error)
             return
-        finally:
-            client.close()
         per_queue = len(PRIORITY_STEPS)
         for index, queue in enumerate(self.queues):
             depth.add_metric([queue], sum(counts[index * per_queue:(index + 1) * per_queue]))

@@ -23,8 +23,9 @@ def create_app(config: dict | None = None) -> Flask:
     if not app.config.get("JWT_SECRET_KEY"):
         app.config["JWT_SECRET_KEY"] = _instance_secret(Path(app.instance_path))
 
+    from observability import configure_logging
     from web import metrics, observability
-    observability.configure_logging()
+    configure_logging()
     observability.init_app(app)
     metrics.init_app(app)
 

@@ -15,10 +15,10 @@ from models.mypage import project
 from models.outbox import enqueue
 from models.payments import PaymentStatus
 from models.users import Role
-from tasks.dispatch import request_reservation
+from observability import note_booking
+from tasks.reservation_kicks import request_reservation
 from web.auth import BEARER, current_user_id, login_required, owner_filter
 from web.errors import documented_errors
-from web.observability import note_booking
 from web.ratelimit import limit_bookings
 
 blp = Blueprint("bookings", __name__, url_prefix="/bookings", description="Booking seats, cancelling, issuing tickets")

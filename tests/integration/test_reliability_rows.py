@@ -128,7 +128,7 @@ def test_row3_a_step_that_kills_its_worker_on_every_delivery_is_stopped_by_the_d
 def test_row7c_a_dispatcher_killed_between_send_and_mark_sent_is_deduplicated_by_its_consumer(
         app, private_broker, gateway, customer, make_show, wait_for, workdir):
     """The reservation step commits, publishes the booking's charge and is SIGKILLed before its
-    outbox row is deleted (the test-only fault in tasks/dispatch.py publish_and_forget). The charge
+    outbox row is deleted (the test-only fault in tasks/publishing.py publish_and_forget). The charge
     runs; beat's relay finds the row left behind and publishes the charge again; the consumer sees
     the booking paid and does nothing: one charge at the gateway."""
     die = workdir / "row7c-die-after-send"

@@ -84,7 +84,7 @@ def test_no_step_uses_a_countdown_or_eta_beyond_the_visibility_timeout():
     modules = _task_modules()
     names = {module.__name__ for module in modules}
     assert {"tasks.maintenance", "tasks.payments", "tasks.seats", "tasks.tickets", "tasks.mypage",
-            "tasks.dispatch", "tasks.failures", "tasks.overload"} <= names, names
+            "tasks.publishing", "tasks.reservation_kicks", "tasks.failures", "tasks.overload"} <= names, names
     for module in modules:
         for line, keyword, value in _delays(inspect.getsource(module)):
             where = f"{module.__name__}:{line}"

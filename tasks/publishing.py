@@ -11,12 +11,14 @@ import signal
 import threading
 import time
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_request_context
 from sqlalchemy import delete, event, select, text
 from sqlalchemy.orm import Session
 
 from models import db
 from models.outbox import OutboxMessage
+from observability import current_request_id, note_booking
+from tasks.background import ProcessThread
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +30,17 @@ BATCH_STEPS = frozenset({"payments.charge_many", "tickets.make_issuable_many"})
 STEP_BATCH_SIZE = int(os.environ.get("STEP_BATCH_SIZE", "25"))
 
 
-def _send(task: str, args: list, producer=None) -> None:
-    # The request id travels in the message headers, so the step's log lines carry it too.
-    from web.observability import current_request_id
+def send(task: str, args: list, producer=None) -> None:
+    """Send one task message now (no outbox). The request id travels in the message headers, so
+    the step's log lines carry it too."""
     current_app.extensions["celery"].send_task(task, args=args, headers={"request_id": current_request_id()},
                                                producer=producer)
 
 
 def publish(task: str, booking_id: str, producer=None) -> None:
-    from flask import has_request_context
-    from web.observability import note_booking
     if has_request_context():
         note_booking(booking_id)
-    _send(task, [booking_id], producer)
+    send(task, [booking_id], producer)
     log.info("step %s published for booking %s", task, booking_id, extra={"step": task, "booking_id": booking_id})
 
 
@@ -56,15 +56,16 @@ def publish_many(steps: list[tuple[str, str]]) -> None:
         for task, ids in batches.items():
             for start in range(0, len(ids), STEP_BATCH_SIZE):
                 chunk = ids[start:start + STEP_BATCH_SIZE]
-                _send(task, [chunk], producer)
+                send(task, [chunk], producer)
                 log.info("step %s published for %d booking(s)", task, len(chunk),
                          extra={"step": task, "bookings": len(chunk)})
 
 
-def init_dispatch(app: Flask) -> None:
-    if app.extensions.get("outbox_dispatch"):
+def init_publishing(app: Flask) -> None:
+    """Publish each session's outbox messages after its commit (and drop them on rollback)."""
+    if app.extensions.get("outbox_publishing"):
         return
-    app.extensions["outbox_dispatch"] = True
+    app.extensions["outbox_publishing"] = True
 
     @event.listens_for(Session, "before_commit")
     def _collect(session):
@@ -132,16 +133,14 @@ class SentRowSweeper:
     def __init__(self):
         self._ids: list[int] = []
         self._lock = threading.Lock()
-        self._pid = None
         self._app = None
+        self._thread = ProcessThread(self._run, "outbox-sweeper")
 
     def forget(self, ids: list[int], app: Flask) -> None:
         with self._lock:
             self._ids.extend(ids)
             self._app = app
-            if self._pid != os.getpid():  # first use in this process (or after a fork)
-                self._pid = os.getpid()
-                threading.Thread(target=self._run, name="outbox-sweeper", daemon=True).start()
+        self._thread.ensure_started()
 
     def _run(self) -> None:
         while True:
@@ -179,98 +178,3 @@ def relay_pending(older_than_s: float, limit: int = 500) -> int:
         publish_many([(task, booking_id) for task, booking_id in rows])  # an error rolls the delete back
     db.session.commit()
     return len(rows)
-
-
-# -- Reservation kicks ------------------------------------------------------------------------
-
-KICK_KEY = "boxoffice:reserve-kick:{show_id}"
-KICK_KEY_TTL_MS = 10_000
-
-
-def request_reservation(show_id: str) -> None:
-    """Ask for the show's pending bookings to be decided, soon after this (committed) booking.
-
-    The request thread only notes the show; a background thread sends at most one
-    seats.reserve_show per show and interval, and only when none is already queued (a Redis key
-    the task clears as it starts). A rush of bookings for one show thus costs a few reservation
-    tasks a second, each deciding every booking committed before it started, instead of a
-    broker round trip in every request and a task per booking.
-    """
-    _kicks.request(show_id, current_app._get_current_object())
-
-
-def kick_reservation(show_id: str, *, force: bool = False) -> bool:
-    """Publish seats.reserve_show for a show unless one is already queued. Returns whether it did."""
-    if not force:
-        redis_client = _kick_redis()
-        if not redis_client.set(KICK_KEY.format(show_id=show_id), 1, nx=True, px=KICK_KEY_TTL_MS):
-            return False
-    _send("seats.reserve_show", [show_id])
-    return True
-
-
-def clear_kick(show_id: str) -> None:
-    """Called by seats.reserve_show as it starts: a booking committed from now on kicks again."""
-    try:
-        _kick_redis().delete(KICK_KEY.format(show_id=show_id))
-    except Exception as error:  # the key expires on its own; the relay kicks pending bookings
-        log.warning("could not clear the reservation kick of show %s: %r", show_id, error)
-
-
-_redis_clients: dict[tuple[int, str], object] = {}
-
-
-def _kick_redis():
-    import redis
-    url = current_app.config["REDIS_URL"]
-    key = (os.getpid(), url)
-    if key not in _redis_clients:
-        _redis_clients[key] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    return _redis_clients[key]
-
-
-class ReservationKicks:
-    """Collects shows that need a reservation run and kicks each once per interval, off the
-    request threads. A kick lost here (broker down, process killed) is made good by the relay,
-    which kicks every show with bookings pending for longer than a few seconds."""
-
-    # Longer means bigger reservation batches (less work per booking), and a booking waits that
-    # much longer for its seats; docs/benchmarks.md has the measured trade-off.
-    INTERVAL_S = float(os.environ.get("RESERVE_KICK_INTERVAL_S", "0.1"))
-
-    def __init__(self):
-        self._shows: set[str] = set()
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._pid = None
-        self._app = None
-
-    def request(self, show_id: str, app: Flask) -> None:
-        with self._lock:
-            self._shows.add(show_id)
-            self._app = app
-            if self._pid != os.getpid():  # first use in this process (or after a fork)
-                self._pid = os.getpid()
-                threading.Thread(target=self._run, name="reserve-kicks", daemon=True).start()
-        self._wake.set()
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            time.sleep(self.INTERVAL_S)  # let the bookings of this moment gather
-            self._wake.clear()
-            self.flush()
-
-    def flush(self) -> None:
-        with self._lock:
-            shows, self._shows = self._shows, set()
-            app = self._app
-        for show_id in shows:
-            try:
-                with app.app_context():
-                    kick_reservation(show_id)
-            except Exception as error:
-                log.warning("could not ask for the reservation of show %s (the relay will): %r", show_id, error)
-
-
-_kicks = ReservationKicks()

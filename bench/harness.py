@@ -38,7 +38,7 @@ log = logging.getLogger("bench")
 FINAL = ("PAID", "REJECTED", "PAYMENT_FAILED", "EXPIRED", "CANCELLED")
 DECIDED = ("CONFIRMED",) + FINAL
 WORKER_PROCESSES = ("worker-booking", "worker-payments", "worker-maintenance")
-RESERVE_TASKS = ("seats.reserve", "seats.reserve_show")
+RESERVE_TASKS = ("seats.reserve",)
 
 
 def plain_url(url: str) -> str:

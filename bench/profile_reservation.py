@@ -4,9 +4,10 @@
 The rush measures the reservation step while the API, the load generator and PostgreSQL share
 the cores, and with whatever batch the arrival rate makes. This measures the step alone: for
 each batch size it records that many PENDING bookings (as POST /bookings does), then times
-`seats.decide_pending` deciding them, the commit and the publish of the next steps included.
+the reservation use case (services/reservation.py `reserve`) deciding them, the commit and the
+publish of the next steps included.
 Same setup as bench.profile_request: DATABASE_URL and REDIS_URL, a database of its own. The runs
-publish what they would (a payments.charge_many message each) to REDIS_URL: point it at a Redis
+publish what they would (payments.charge messages) to REDIS_URL: point it at a Redis
 database no worker reads.
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ def run(args) -> list[dict]:
     from models.bookings import record_booking
     from models.shows import Show
     from models.users import Role, User
-    from tasks.seats import decide_pending
+    from services.reservation import reserve
     from web import create_app
 
     app = create_app()
@@ -66,7 +67,7 @@ def run(args) -> list[dict]:
                 cpu_start, wall_start = time.process_time(), time.perf_counter()
                 if profiler:
                     profiler.enable()
-                decided = decide_pending(show.id)
+                decided = reserve(show.id)
                 if profiler:
                     profiler.disable()
                 cpu += time.process_time() - cpu_start

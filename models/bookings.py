@@ -1,10 +1,15 @@
-"""Bookings: the lifecycle of a customer's request for seats, and the rules for each move.
+"""Bookings: a customer's request for seats, its moves (models/lifecycles.py, BOOKING) and the
+queries and set-based statements of the steps that move it.
 
 PENDING --seats reserved--> CONFIRMED --charge captured--> PAID
    |                            |  \\--charge declined--> PAYMENT_FAILED (seats released)
    |                            \\--hold deadline passed--> EXPIRED (seats released)
    \\--not enough seats / sales closed--> REJECTED
-PENDING | CONFIRMED | PAID --customer cancels--> CANCELLING --refund done, seats released--> CANCELLED
+PENDING --customer cancels--> CANCELLED
+CONFIRMED | PAID --customer cancels--> CANCELLING --refund done, seats released--> CANCELLED
+
+Seats change only under the show's row lock, which a unit of work takes before any booking's
+(services/unit_of_work.py); a booking gives its seats back in one place, _release_seats.
 """
 import hashlib
 import json
@@ -16,18 +21,21 @@ from sqlalchemy import (
     BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Identity, Index, Integer, String,
     UniqueConstraint, select, text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
-from models.database import db, new_id, utc_now
+from models.database import CHANGED_BOOKINGS, db, new_id, note_changed, utc_now
 from models.errors import Conflict, InvalidInput, NotFound
-from models.shows import Show, get_show
-from models.statuses import FINAL_STATUSES, BookingStatus, PaymentStatus, TicketStatus  # noqa: F401 (re-exported)
+from models.lifecycles import (  # noqa: F401 (statuses re-exported)
+    BOOKING, FINAL_STATUSES, PAYMENT, TICKET, BookingStatus, IllegalMove, MovesByLifecycle, PaymentStatus,
+    TicketStatus,
+)
+from models.shows import Show
 
 
 MAX_QTY = 10
 
 
-class Booking(db.Model):
+class Booking(MovesByLifecycle, db.Model):
     __tablename__ = "bookings"
     __table_args__ = (
         CheckConstraint(f"qty BETWEEN 1 AND {MAX_QTY}", name="qty_in_range"),
@@ -44,7 +52,7 @@ class Booking(db.Model):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     # Arrival number, drawn when the booking is recorded. Bookings in flight together may commit
     # out of seq order; the reservation step decides the visible ones in seq order (see
-    # reserve_in_arrival_order below and docs/lifecycle.md, "Arrival order").
+    # services/reservation.py and docs/lifecycle.md, "Arrival order").
     seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     show_id: Mapped[str] = mapped_column(ForeignKey("shows.id"))
@@ -79,28 +87,41 @@ class Booking(db.Model):
         return self.status in FINAL_STATUSES
 
     def touch(self) -> None:
-        """Record that something the customer sees about this booking changed."""
-        self.version += 1
+        """Record that something the customer sees about this booking (its status, its payment's,
+        its ticket's) changed. The version goes up once per transaction, and the booking is noted
+        for its unit of work to project onto the my page when it commits."""
         self.updated_at = utc_now()
+        session = object_session(self)
+        if session is None:  # a plain object (the unit tests): every change counts
+            self.version += 1
+            return
+        if self.id not in session.info.get(CHANGED_BOOKINGS, ()):
+            self.version += 1
+            note_changed(session, [self.id])
 
-    def _move(self, allowed_from: set[str], to: BookingStatus) -> None:
-        if self.status not in allowed_from:
-            raise Conflict(f"booking is {self.status}, cannot become {to}")
-        self.status = to
+    lifecycle = BOOKING
+
+    def _moved(self) -> None:
         self.touch()
 
+    def _release_seats(self) -> None:
+        """Give the booking's seats back to its show (the caller's unit of work holds the show)."""
+        if self.seats_held:
+            self.show.release(self.qty)
+            self.seats_held = False
+
     def mark_paid(self) -> None:
-        self._move({BookingStatus.CONFIRMED}, BookingStatus.PAID)
+        self._move("pay")
         self.hold_deadline = None
 
     def fail_payment(self) -> None:
-        self._move({BookingStatus.CONFIRMED}, BookingStatus.PAYMENT_FAILED)
-        self.seats_held = False
+        self._move("fail_payment")
+        self._release_seats()
         self.reason = "payment declined"
 
     def expire(self) -> None:
-        self._move({BookingStatus.CONFIRMED}, BookingStatus.EXPIRED)
-        self.seats_held = False
+        self._move("expire")
+        self._release_seats()
         self.reason = "payment did not complete before the hold deadline"
 
     def request_cancel(self, now: datetime | None = None) -> bool:
@@ -116,16 +137,16 @@ class Booking(db.Model):
         if not self.show.sales_open(now):
             raise Conflict("the show has already started")
         if self.status == BookingStatus.PENDING:
-            self._move({BookingStatus.PENDING}, BookingStatus.CANCELLED)
+            self._move("withdraw")
             self.reason = "cancelled by the customer"
             return False
-        self._move({BookingStatus.CONFIRMED, BookingStatus.PAID}, BookingStatus.CANCELLING)
+        self._move("start_cancel")
         self.hold_deadline = None
         return True
 
     def finish_cancel(self) -> None:
-        self._move({BookingStatus.CANCELLING}, BookingStatus.CANCELLED)
-        self.seats_held = False
+        self._move("finish_cancel")
+        self._release_seats()
         self.reason = "cancelled by the customer"
 
 
@@ -199,7 +220,8 @@ _RECORD = text("""
 
 def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str,
                    idempotency_key: str | None = None) -> tuple[Booking | AcceptedBooking, bool]:
-    """Record a PENDING booking with its payment, ticket and my page entry. Returns (booking, created).
+    """Record a booking, its payment and its ticket, each in its lifecycle's initial status, and its
+    my page entry. Returns (booking, created).
 
     The caller commits. A request repeated with its Idempotency-Key returns the booking it made.
     """
@@ -214,8 +236,8 @@ def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str
     row = db.session.execute(_RECORD, {
         "id": booking_id, "customer_id": customer_id, "show_id": show_id, "qty": qty,
         "payment_method": payment_method, "idempotency_key": idempotency_key, "fingerprint": print_,
-        "now": now, "pending": BookingStatus.PENDING.value, "payment_status": PaymentStatus.NONE.value,
-        "ticket_status": TicketStatus.NOT_ISSUABLE.value,
+        "now": now, "pending": BOOKING.initial.value, "payment_status": PAYMENT.initial.value,
+        "ticket_status": TICKET.initial.value,
     }).one()
     if not row.show_exists:
         raise InvalidInput("show does not exist", {"show_id": ["unknown show"]})
@@ -227,8 +249,8 @@ def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str
             raise Conflict("the booking could not be recorded; try again")
         return _replay(existing, print_), False
     return AcceptedBooking(id=booking_id, customer_id=customer_id, show_id=show_id, qty=qty,
-                           amount=row.amount, seq=row.seq, created_at=now, status=BookingStatus.PENDING,
-                           payment_status=PaymentStatus.NONE, ticket_status=TicketStatus.NOT_ISSUABLE), True
+                           amount=row.amount, seq=row.seq, created_at=now, status=BOOKING.initial,
+                           payment_status=PAYMENT.initial, ticket_status=TICKET.initial), True
 
 
 def get_booking(booking_id: str, *, for_update: bool = False) -> Booking:
@@ -268,6 +290,14 @@ def lock_bookings(booking_ids: list[str]) -> list[Booking]:
         .execution_options(populate_existing=True)).unique())
 
 
+def read_bookings(booking_ids: list[str]) -> list[Booking]:
+    """Read these bookings (no lock), with their show, payment and ticket, in id order."""
+    ids = sorted(set(booking_ids))
+    if not ids:
+        return []
+    return list(db.session.scalars(select(Booking).where(Booking.id.in_(ids)).order_by(Booking.id)).unique())
+
+
 def get_customer_booking(booking_id: str, customer_id: str | None, *, for_update: bool = False) -> Booking:
     """A booking as its owner sees it. Another customer's booking is reported as missing."""
     booking = get_booking(booking_id, for_update=for_update)
@@ -287,7 +317,7 @@ class Decision(NamedTuple):
         return self.status == BookingStatus.CONFIRMED
 
 
-def decide_in_seq_order(show: Show, pending: list[tuple[str, int]], now: datetime) -> list[Decision]:
+def reserve_in_seq_order(show: Show, pending: list[tuple[str, int]], now: datetime) -> list[Decision]:
     """Decide (booking id, qty) pairs, given in seq order, taking seats from the show as it goes.
 
     Greedy: a booking is refused only when fewer seats remain than it asks for, so a later
@@ -308,45 +338,52 @@ def hold_deadline_from(now: datetime, minutes: float) -> datetime:
     return now + timedelta(minutes=minutes)
 
 
-# The decisions of one run, applied in one statement: no booking is loaded as an object. Only
-# rows still PENDING change (the run holds their locks, so that is all of them).
-_APPLY_DECISIONS = text("""
+def lock_pending(show_id: str, limit: int) -> list[tuple[str, int]]:
+    """Lock and read the show's PENDING bookings, oldest (lowest seq) first: (id, qty) pairs.
+
+    Called under the show's lock (so two runs never decide the same bookings). A booking whose
+    commit is not visible yet is decided by the next run, which starts after it committed; a
+    booking answered before another was even sent is therefore always decided no later than that
+    one (docs/lifecycle.md, "Arrival order").
+    """
+    return [tuple(row) for row in db.session.execute(
+        select(Booking.id, Booking.qty)
+        .where(Booking.show_id == show_id, Booking.status == BookingStatus.PENDING)
+        .order_by(Booking.seq)
+        .limit(limit)
+        .with_for_update()
+    )]
+
+
+# The decisions of one run, applied in one statement: no booking is loaded as an object. A row
+# changes only by a (from, to) pair the booking lifecycle allows for the reservation's events
+# (confirm, reject); the caller compares the count with the decisions and refuses the rest.
+_APPLY_RESERVATIONS = text("""
     UPDATE bookings AS b
     SET status = d.status, seats_held = d.held, reason = d.reason,
         hold_deadline = CASE WHEN d.held THEN CAST(:deadline AS timestamptz) END,
         version = b.version + 1, updated_at = :now
     FROM unnest(CAST(:ids AS varchar[]), CAST(:statuses AS varchar[]), CAST(:reasons AS varchar[]),
                 CAST(:held AS boolean[])) AS d(id, status, reason, held)
-    WHERE b.id = d.id AND b.status = :pending
+    WHERE b.id = d.id
+      AND (b.status, d.status) IN (SELECT * FROM unnest(CAST(:from AS varchar[]), CAST(:to AS varchar[])))
 """)
+_RESERVATION_MOVES = BOOKING.pairs("confirm", "reject")
 
 
-def reserve_in_arrival_order(show_id: str, hold_minutes: float, limit: int = 500) -> list[Decision]:
-    """Decide the show's PENDING bookings that this transaction can see, oldest (lowest seq) first
-    (decide_in_seq_order). Returns the decisions, in seq order.
-
-    The show row is locked for the whole decision, so two workers never hand out the same seats.
-    A booking whose commit was not yet visible is decided by the next run, which starts after
-    it committed; a booking answered before another was even sent is therefore always decided
-    no later than that one (docs/lifecycle.md, "Arrival order"). Three statements whatever the
-    batch size: lock the show, lock and read the pending bookings, apply the decisions (and the
-    show's new seat count, flushed at commit).
-    """
-    show = get_show(show_id, for_update=True)
-    pending = db.session.execute(
-        select(Booking.id, Booking.qty)
-        .where(Booking.show_id == show_id, Booking.status == BookingStatus.PENDING)
-        .order_by(Booking.seq)
-        .limit(limit)
-        .with_for_update()
-    ).all()
-    if not pending:
-        return []
-    now = utc_now()
-    decisions = decide_in_seq_order(show, pending, now)
-    db.session.execute(_APPLY_DECISIONS, {
+def apply_reservations(decisions: list[Decision], deadline: datetime, now: datetime) -> None:
+    """Apply a run's decisions to their (locked) bookings in one statement. IllegalMove, and
+    nothing applied once the caller rolls back, if any booking is not where its decision may
+    start (a reservation can only decide PENDING bookings)."""
+    if not decisions:
+        return
+    moved = db.session.execute(_APPLY_RESERVATIONS, {
         "ids": [d.id for d in decisions], "statuses": [str(d.status) for d in decisions],
         "reasons": [d.reason for d in decisions], "held": [d.holds_seats for d in decisions],
-        "deadline": hold_deadline_from(now, hold_minutes), "now": now, "pending": BookingStatus.PENDING.value,
-    })
-    return decisions
+        "deadline": deadline, "now": now,
+        "from": [source for source, _ in _RESERVATION_MOVES], "to": [target for _, target in _RESERVATION_MOVES],
+    }).rowcount
+    if moved != len(decisions):
+        raise IllegalMove(f"a reservation may only decide PENDING bookings: {len(decisions) - moved} of "
+                          f"{len(decisions)} were not")
+    note_changed(db.session, [d.id for d in decisions])

@@ -3,8 +3,8 @@ import uuid
 from datetime import datetime, timezone
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import MetaData, event
+from sqlalchemy.orm import DeclarativeBase, Session
 
 # Named constraints, so Alembic migrations can refer to them and errors name the rule broken.
 NAMING_CONVENTION = {
@@ -25,6 +25,28 @@ class Base(DeclarativeBase):
 # task, and every decision is taken on rows re-read under a lock (populate_existing), so no
 # decision is made on a stale copy.
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+
+
+# Bookings changed in a session's transaction: what its unit of work projects onto the my page
+# when it commits (services/unit_of_work.py). Kept on the session, so the ORM's moves
+# (Booking.touch) and set-based SQL (apply_reservations) note them the same way.
+CHANGED_BOOKINGS = "changed_bookings"
+
+
+# Shows whose row the session's transaction holds locked (models/shows.py, get_show).
+LOCKED_SHOWS = "locked_shows"
+
+
+def note_changed(session, booking_ids) -> None:
+    session.info.setdefault(CHANGED_BOOKINGS, set()).update(booking_ids)
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _transaction_over(session) -> None:
+    """A transaction's end releases its locks and closes its list of changes."""
+    session.info.pop(CHANGED_BOOKINGS, None)
+    session.info.pop(LOCKED_SHOWS, None)
 
 
 def new_id() -> str:

@@ -1,6 +1,7 @@
 """The my page: each customer's read model of their bookings (CQRS query side).
 
-Queries read only this table. The mypage task projects the transactional tables into it; each
+Queries read only this table. Each unit of work projects the bookings it changed into it as it
+commits (services/unit_of_work.py), and the mypage task repairs the rest; each
 row carries the booking version it reflects, so an older projection never overwrites a newer one.
 A row also copies its show's title, venue and start time: a change of the show reaches every row
 of the show in the same transaction (refresh_show), and the convergence job repairs any row whose
@@ -66,11 +67,6 @@ _PROJECT_IDS = text("""
     )
     SELECT count(*) FROM source
 """)
-
-
-def project(bookings: list[Booking]) -> None:
-    """Upsert the entries of these bookings, newer versions only."""
-    project_ids([booking.id for booking in bookings])
 
 
 def project_ids(booking_ids: list[str]) -> int:

@@ -14,11 +14,12 @@ from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.database import db, utc_now
-from models.errors import Conflict
-from models.statuses import FINAL_STATUSES, BookingStatus, PaymentStatus  # noqa: F401 (re-exported)
+from models.lifecycles import (  # noqa: F401 (statuses re-exported)
+    FINAL_STATUSES, PAYMENT, BookingStatus, MovesByLifecycle, PaymentStatus,
+)
 
 
-class Payment(db.Model):
+class Payment(MovesByLifecycle, db.Model):
     __tablename__ = "payments"
     __table_args__ = (
         CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in PaymentStatus) + ")", name="status_known"),
@@ -45,10 +46,15 @@ class Payment(db.Model):
     def refund_key(charge_id: str) -> str:
         return f"refund:{charge_id}"
 
+    lifecycle = PAYMENT
+
+    def _moved(self) -> None:
+        """The booking shows its payment's status."""
+        if self.booking is not None:  # a payment alone (unit tests) has none
+            self.booking.touch()
+
     def start_charge(self) -> None:
-        if self.status not in (PaymentStatus.NONE, PaymentStatus.PENDING):
-            raise Conflict(f"payment is {self.status}, cannot be charged")
-        self.status = PaymentStatus.PENDING
+        self._move("start_charge")
         self.charge_requested_at = utc_now()
 
     @property
@@ -60,25 +66,30 @@ class Payment(db.Model):
         """Nothing to pay: no gateway call is ever made for it (a show with price 0)."""
         return self.amount == 0
 
-    def capture(self, charge_id: str) -> None:
-        self.status = PaymentStatus.PAID
+    def capture(self, charge_id: str, *, wanted: bool = True) -> None:
+        """The gateway captured this charge; not wanted: the booking moved on, so it goes back."""
+        self._move("capture" if wanted else "capture_late")
         self.charge_id = charge_id
 
     def decline(self) -> None:
-        self.status = PaymentStatus.DECLINED
+        self._move("decline")
+
+    @property
+    def may_hold_money(self) -> bool:
+        """Money was, or may have been, taken (undoing the booking needs the refund step)."""
+        return PAYMENT.allows("start_refund", self.status)
 
     def start_refund(self) -> None:
         """Money was (or may have been) taken for a booking that no longer wants it."""
-        if self.status in (PaymentStatus.PAID, PaymentStatus.PENDING):
-            self.status = PaymentStatus.REFUNDING
+        self._move("start_refund")
 
     def settle_refund(self, captured_any: bool) -> None:
         """The gateway now holds no captured money for this booking."""
         if captured_any:
-            self.status = PaymentStatus.REFUNDED
+            self._move("refund_done")
         elif self.status != PaymentStatus.DECLINED:
             # The charge never went through: there was nothing to refund.
-            self.status = PaymentStatus.NONE
+            self._move("nothing_taken")
 
     @property
     def needs_refund_check(self) -> bool:
@@ -104,16 +115,13 @@ def settle_charge(booking, charge_id: str, captured: bool) -> ChargeOutcome:
     if not captured:
         payment.decline()
         if booking.status == BookingStatus.CONFIRMED:
-            booking.fail_payment()
-            booking.show.release(booking.qty)
-        booking.touch()
+            booking.fail_payment()  # its seats go back
         return ChargeOutcome.DECLINED
-    payment.capture(charge_id)
     if booking.status == BookingStatus.CONFIRMED:
+        payment.capture(charge_id)
         booking.mark_paid()
         return ChargeOutcome.PAID
-    payment.start_refund()
-    booking.touch()
+    payment.capture(charge_id, wanted=False)
     return ChargeOutcome.LATE_CAPTURE
 
 
@@ -122,11 +130,9 @@ def settle_refund(booking, captured_any: bool) -> None:
     if booking.payment.needs_refund_check:
         booking.payment.settle_refund(captured_any)
     if booking.status == BookingStatus.CANCELLING:
-        booking.finish_cancel()
-        booking.show.release(booking.qty)
+        booking.finish_cancel()  # its seats go back
     if booking.payment.status == PaymentStatus.REFUNDED:
         booking.ticket.void()
-    booking.touch()
 
 
 # -- reconciliation (payments.reconcile) ------------------------------------------------------

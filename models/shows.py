@@ -2,10 +2,15 @@
 from datetime import datetime
 
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, Integer, String, func
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, object_session
 
-from models.database import db, new_id, utc_now
+from models.database import LOCKED_SHOWS, db, new_id, utc_now
 from models.errors import Conflict, NotFound
+
+
+class SeatsUnlocked(RuntimeError):
+    """A bug: seats changed without the show's row lock (two workers could hand out one seat).
+    A unit of work takes that lock (services/unit_of_work.py), shows before bookings."""
 
 
 class Show(db.Model):
@@ -40,19 +45,27 @@ class Show(db.Model):
     def sales_open(self, now: datetime | None = None) -> bool:
         return (now or utc_now()) < self.starts_at
 
+    def _check_locked(self) -> None:
+        session = object_session(self)
+        if session is not None and self.id not in session.info.get(LOCKED_SHOWS, ()):
+            raise SeatsUnlocked(f"the seats of show {self.id} changed without its row lock")
+
     def hold(self, qty: int) -> bool:
         """Take qty seats if that many remain. Returns whether they were taken."""
+        self._check_locked()
         if qty <= 0 or qty > self.remaining:
             return False
         self.remaining -= qty
         return True
 
     def release(self, qty: int) -> None:
+        self._check_locked()
         if self.remaining + qty > self.capacity:
             raise Conflict("cannot release more seats than are held")
         self.remaining += qty
 
     def change_capacity(self, capacity: int) -> None:
+        self._check_locked()
         if capacity < self.held:
             raise Conflict(f"capacity {capacity} is below the {self.held} seats already held")
         self.remaining = capacity - self.held
@@ -69,9 +82,7 @@ def get_show(show_id: str, *, for_update: bool = False) -> Show:
                           populate_existing=for_update)
     if show is None:
         raise NotFound("show not found")
+    if for_update:
+        db.session.info.setdefault(LOCKED_SHOWS, set()).add(show.id)
     return show
 
-
-def lock_shows(show_ids) -> list[Show]:
-    """Lock several shows, in id order."""
-    return [get_show(show_id, for_update=True) for show_id in sorted(show_ids)]

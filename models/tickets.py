@@ -6,11 +6,10 @@ from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.database import db, utc_now
-from models.errors import Conflict
-from models.statuses import TicketStatus  # noqa: F401 (re-exported)
+from models.lifecycles import TICKET, IllegalMove, MovesByLifecycle, TicketStatus  # noqa: F401 (re-exported)
 
 
-class Ticket(db.Model):
+class Ticket(MovesByLifecycle, db.Model):
     __tablename__ = "tickets"
     __table_args__ = (
         CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in TicketStatus) + ")", name="status_known"),
@@ -25,11 +24,19 @@ class Ticket(db.Model):
 
     booking: Mapped["Booking"] = relationship(back_populates="ticket")  # noqa: F821
 
+    lifecycle = TICKET
+
+    def _moved(self) -> None:
+        """The booking shows its ticket's status."""
+        if self.booking is not None:  # a ticket alone (unit tests) has none
+            self.booking.touch()
+
     def make_issuable(self) -> bool:
-        """Payment captured: the customer may now issue it. A void ticket stays void."""
-        if self.status != TicketStatus.NOT_ISSUABLE:
+        """Payment captured: the customer may now issue it. Returns False when it is issuable
+        already, or past that (a void ticket stays void)."""
+        if not TICKET.allows("make_issuable", self.status):
             return False
-        self.status = TicketStatus.ISSUABLE
+        self._move("make_issuable")
         return True
 
     def issue(self, payment_paid: bool) -> bool:
@@ -40,13 +47,13 @@ class Ticket(db.Model):
         """
         if self.status == TicketStatus.ISSUED:
             return False
-        if self.status != TicketStatus.ISSUABLE or not payment_paid:
-            raise Conflict(f"ticket is {self.status}: it cannot be issued")
-        self.status = TicketStatus.ISSUED
+        if not payment_paid:
+            raise IllegalMove(f"ticket is {self.status} and its booking unpaid: it cannot be issued")
+        self._move("issue")
         self.code = secrets.token_hex(8).upper()
         self.issued_at = utc_now()
         return True
 
     def void(self) -> None:
         """Never issuable again: the booking was cancelled or its payment refunded."""
-        self.status = TicketStatus.VOID
+        self._move("void")

@@ -4,6 +4,23 @@ from celery.signals import worker_process_init
 from flask import Flask
 
 
+class StepPublisher:
+    """What units of work hand their committed steps to (services/unit_of_work.py): the outbox
+    rows to publish now (tasks/publishing.py), the shows whose reservation to ask for soon
+    (tasks/reservation_kicks.py)."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+
+    def publish(self, ready: list[tuple[int, str, str, bool]]) -> None:
+        from tasks.publishing import publish_and_forget
+        publish_and_forget(ready)
+
+    def reserve_soon(self, show_id: str) -> None:
+        from tasks.reservation_kicks import reserve_soon
+        reserve_soon(show_id, self.app)
+
+
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
@@ -27,8 +44,9 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.set_default()
     app.extensions["celery"] = celery_app
 
-    from tasks.publishing import init_publishing
-    init_publishing(app)
+    app.extensions["step_publisher"] = StepPublisher(app)
+
+    from tasks import overload  # noqa: F401 (ticket steps report their outcomes: connects the signals)
 
     from tasks.telemetry import init_celery  # JSON logs, step metrics, liveness heartbeat
     init_celery(celery_app)

@@ -4,6 +4,8 @@ import os
 
 from models import db
 from models.task_failures import count_start, record_failure
+from services.recovery import run_alone
+from services.batches import as_booking_ids
 
 log = logging.getLogger(__name__)
 
@@ -14,8 +16,8 @@ def booking_of(task, args) -> str | None:
     kind = getattr(task, "booking_arg", True)
     if not args or not kind:
         return None
-    if kind == "batch":
-        return args[0][0] if isinstance(args[0], list) and args[0] and isinstance(args[0][0], str) else None
+    if kind == "batch" and isinstance(args[0], list):
+        return args[0][0] if args[0] and isinstance(args[0][0], str) else None
     return args[0] if isinstance(args[0], str) else None
 
 
@@ -58,15 +60,13 @@ def too_many_starts(task, args) -> bool:
             log.warning("step %s for booking %s started again (%d) on the same attempt: its worker died",
                         task.name, booking_id, starts)
         return False
-    if getattr(task, "booking_arg", True) == "batch":
+    batch = as_booking_ids(args[0]) if getattr(task, "booking_arg", True) == "batch" and args else []
+    if len(batch) > 1:
         # One booking of the batch may be what kills the worker: each goes on as its own step,
         # so only that one is given up, and the rest are not held back by it.
-        from models.outbox import enqueue
         log.error("batch step %s killed its worker on %d starts: its %d booking(s) go on one by one",
-                  task.name, starts - 1, len(args[0]))
-        for each in args[0]:
-            enqueue(task.single_step, each)
-        db.session.commit()
+                  task.name, starts - 1, len(batch))
+        run_alone(task.name, batch)
         return True
     log.error("step %s for booking %s killed its worker on %d starts: giving up", task.name, booking_id, starts - 1)
     record_failure(task.name, booking_id, f"worker lost on {starts - 1} starts of the same attempt",

@@ -1,13 +1,10 @@
-"""mypage.project: bring a booking's my page entry up to date with the source of truth."""
+"""mypage.project: bring bookings' my page entries up to date with the source of truth (services/mypage.py)."""
 from celery import shared_task
 
-from models import db
-from models.mypage import project_ids
+from services import mypage
 from tasks.policy import RETRY_POLICY
 
 
-@shared_task(name="mypage.project", **RETRY_POLICY)
-def project(booking_id: str) -> int:
-    written = project_ids([booking_id])
-    db.session.commit()
-    return written
+@shared_task(name="mypage.project", booking_arg="batch", **RETRY_POLICY)
+def project(booking_ids: list[str]) -> int:
+    return mypage.project(booking_ids)

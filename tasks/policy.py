@@ -5,10 +5,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from celeryconfig import RETRY_BACKOFF_MAX, RETRY_BACKOFF_MAX_BOUND  # noqa: F401 (re-exported)
 from gateway.client import GatewayUnavailable
-
-
-class StepNotReady(Exception):
-    """The step must wait (a charge may still be in flight); try again later."""
+from services.errors import StepNotReady
 
 
 # Gateway timeouts and 5xx, lost database connections, lock and statement timeouts,
@@ -38,3 +35,4 @@ def retry_policy(task_name: str | None = None, *, max_retries: int | None = None
 
 
 RETRY_POLICY = retry_policy()
+

@@ -1,9 +1,10 @@
 """Publishing steps after commit, never before (the outbox's other half).
 
-Steps recorded with models.outbox.enqueue are published as soon as their transaction commits
-and their outbox rows deleted. If the broker is down or the process dies in between, the rows
-stay, and the relay (maintenance.relay_outbox) publishes them later. Consumers are idempotent,
-so the rare double publish is harmless.
+Steps recorded by a unit of work (services/unit_of_work.py, `uow.then`) are handed to the step
+publisher installed here as soon as their transaction commits; it publishes them and deletes
+their outbox rows. If the broker is down or the process dies in between, the rows stay, and the
+relay (maintenance.relay_outbox) publishes them later. Consumers are idempotent, so the rare
+double publish is harmless.
 """
 import logging
 import os
@@ -11,22 +12,20 @@ import signal
 import threading
 import time
 
-from flask import Flask, current_app, has_request_context
-from sqlalchemy import delete, event, select, text
-from sqlalchemy.orm import Session
+from flask import Flask, current_app
+from sqlalchemy import delete, select, text
 
 from models import db
 from models.outbox import OutboxMessage
-from observability import current_request_id, note_booking
+from observability import current_request_id
 from tasks.background import ProcessThread
 
 log = logging.getLogger(__name__)
 
 
-# Steps that run for many bookings in one message. They are still recorded per booking (one
-# outbox row each) and go out grouped, up to STEP_BATCH_SIZE bookings a message: one message,
-# one task start and a few transactions for a batch instead of for each booking.
-BATCH_STEPS = frozenset({"payments.charge_many", "tickets.make_issuable_many"})
+# Every booking step takes a list of bookings. Its outbox rows (one per booking) go out grouped,
+# up to STEP_BATCH_SIZE bookings a message: one message, one task start and a few transactions
+# for a batch instead of for each booking. A row marked alone goes out in a message of its own.
 STEP_BATCH_SIZE = int(os.environ.get("STEP_BATCH_SIZE", "25"))
 
 
@@ -37,22 +36,17 @@ def send(task: str, args: list, producer=None) -> None:
                                                producer=producer)
 
 
-def publish(task: str, booking_id: str, producer=None) -> None:
-    if has_request_context():
-        note_booking(booking_id)
-    send(task, [booking_id], producer)
-    log.info("step %s published for booking %s", task, booking_id, extra={"step": task, "booking_id": booking_id})
-
-
-def publish_many(steps: list[tuple[str, str]]) -> None:
-    """Publish (task, booking id) steps over one broker connection, batching what can be batched."""
+def publish_many(steps: list[tuple[str, str, bool]]) -> None:
+    """Publish (step, booking id, alone) over one broker connection, grouped by step."""
     batches: dict[str, list[str]] = {}
     with current_app.extensions["celery"].producer_or_acquire() as producer:
-        for task, booking_id in steps:
-            if task in BATCH_STEPS:
-                batches.setdefault(task, []).append(booking_id)
+        for task, booking_id, alone in steps:
+            if alone:
+                send(task, [[booking_id]], producer)
+                log.info("step %s published for booking %s", task, booking_id,
+                         extra={"step": task, "booking_id": booking_id})
             else:
-                publish(task, booking_id, producer)
+                batches.setdefault(task, []).append(booking_id)
         for task, ids in batches.items():
             for start in range(0, len(ids), STEP_BATCH_SIZE):
                 chunk = ids[start:start + STEP_BATCH_SIZE]
@@ -61,41 +55,16 @@ def publish_many(steps: list[tuple[str, str]]) -> None:
                          extra={"step": task, "bookings": len(chunk)})
 
 
-def init_publishing(app: Flask) -> None:
-    """Publish each session's outbox messages after its commit (and drop them on rollback)."""
-    if app.extensions.get("outbox_publishing"):
-        return
-    app.extensions["outbox_publishing"] = True
-
-    @event.listens_for(Session, "before_commit")
-    def _collect(session):
-        messages = session.info.pop("outbox", None)
-        if messages:
-            session.flush()
-            session.info["outbox_ready"] = [(m.id, m.task, m.booking_id) for m in messages]
-
-    @event.listens_for(Session, "after_commit")
-    def _publish(session):
-        ready = session.info.pop("outbox_ready", None)
-        if ready:
-            publish_and_forget(ready)
-
-    @event.listens_for(Session, "after_rollback")
-    def _discard(session):
-        session.info.pop("outbox", None)
-        session.info.pop("outbox_ready", None)
-
-
-def publish_and_forget(ready: list[tuple[int, str, str]]) -> None:
+def publish_and_forget(ready: list[tuple[int, str, str, bool]]) -> None:
     """Publish committed steps now; their outbox rows are deleted in the background."""
     try:
-        publish_many([(task, booking_id) for _, task, booking_id in ready])
+        publish_many([(task, booking_id, alone) for _, task, booking_id, alone in ready])
     except Exception as error:  # broker down: the relay publishes them later (a few may go twice)
         log.warning("broker unavailable, %d step(s) left to the outbox relay: %r", len(ready), error)
         return
     if _DIE_AFTER_SEND_FILE:
         _die_after_send_if_asked(ready)
-    _sweeper.forget([message_id for message_id, _, _ in ready], current_app._get_current_object())
+    _sweeper.forget([message_id for message_id, *_ in ready], current_app._get_current_object())
 
 
 # Test-only fault (RELIABILITY row 7c: the dispatcher killed between send and mark-sent). Set
@@ -106,11 +75,11 @@ def publish_and_forget(ready: list[tuple[int, str, str]]) -> None:
 _DIE_AFTER_SEND_FILE = os.environ.get("UNSAFE_TEST_DIE_AFTER_SEND_FILE")
 
 
-def _die_after_send_if_asked(ready: list[tuple[int, str, str]]) -> None:
+def _die_after_send_if_asked(ready: list[tuple[int, str, str, bool]]) -> None:
     try:
         with open(_DIE_AFTER_SEND_FILE) as file:
             steps = set(file.read().split())
-        if not steps & {task for _, task, _ in ready}:
+        if not steps & {task for _, task, *_ in ready}:
             return
         os.remove(_DIE_AFTER_SEND_FILE)
     except FileNotFoundError:  # not asked, or another process took this death
@@ -172,9 +141,9 @@ def relay_pending(older_than_s: float, limit: int = 500) -> int:
              .order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True))
     rows = db.session.execute(
         delete(OutboxMessage).where(OutboxMessage.id.in_(batch.scalar_subquery()))
-        .returning(OutboxMessage.task, OutboxMessage.booking_id)
+        .returning(OutboxMessage.task, OutboxMessage.booking_id, OutboxMessage.alone)
     ).all()
     if rows:
-        publish_many([(task, booking_id) for task, booking_id in rows])  # an error rolls the delete back
+        publish_many([tuple(row) for row in rows])  # an error rolls the delete back
     db.session.commit()
     return len(rows)

@@ -1,10 +1,10 @@
-"""Reservation kicks: ask for a show's pending bookings to be decided, at most once per interval.
+"""Asking for seats.reserve: a show's pending bookings decided soon, at most once per interval.
 
-A booking, once committed, only notes its show here; a background thread then sends one
-seats.reserve_show per show and interval, and only when none is already queued (a Redis key the
-task clears as it starts). A kick lost here (broker down, process killed) is made good by the
-relay (maintenance.relay_outbox), which kicks every show with bookings pending for longer than a
-few seconds.
+A booking, once committed, only notes its show here (reserve_soon); a background thread then
+sends one seats.reserve per show and interval (send_reserve), and only when none is already
+queued (a Redis key the task clears as it starts). An ask lost here (broker down, process killed)
+is made good by the relay (maintenance.relay_outbox), which asks for every show with bookings
+pending for longer than a few seconds.
 """
 import logging
 import os
@@ -19,48 +19,48 @@ from tasks.publishing import send
 
 log = logging.getLogger(__name__)
 
-KICK_KEY = "boxoffice:reserve-kick:{show_id}"
-KICK_KEY_TTL_MS = 10_000
+ASKED_KEY = "boxoffice:reserve-asked:{show_id}"
+ASKED_KEY_TTL_MS = 10_000
 
 
-def request_reservation(show_id: str) -> None:
+def reserve_soon(show_id: str, app: Flask) -> None:
     """Ask for the show's pending bookings to be decided, soon after this (committed) booking.
 
-    The request thread only notes the show; a background thread sends at most one
-    seats.reserve_show per show and interval, and only when none is already queued (a Redis key
-    the task clears as it starts). A rush of bookings for one show thus costs a few reservation
-    tasks a second, each deciding every booking committed before it started, instead of a
-    broker round trip in every request and a task per booking.
+    The request thread only notes the show; a background thread sends at most one seats.reserve
+    per show and interval, and only when none is already queued (a Redis key the task clears as
+    it starts). A rush of bookings for one show thus costs a few reservation tasks a second, each
+    deciding every booking committed before it started, instead of a broker round trip in every
+    request and a task per booking.
     """
-    _kicks.request(show_id, current_app._get_current_object())
+    _asks.request(show_id, app)
 
 
-def kick_reservation(show_id: str, *, force: bool = False) -> bool:
-    """Publish seats.reserve_show for a show unless one is already queued. Returns whether it did."""
+def send_reserve(show_id: str, *, force: bool = False) -> bool:
+    """Publish seats.reserve for a show unless one is already queued. Returns whether it did."""
     if not force:
-        redis_client = _kick_redis()
-        if not redis_client.set(KICK_KEY.format(show_id=show_id), 1, nx=True, px=KICK_KEY_TTL_MS):
+        redis_client = _asked_redis()
+        if not redis_client.set(ASKED_KEY.format(show_id=show_id), 1, nx=True, px=ASKED_KEY_TTL_MS):
             return False
-    send("seats.reserve_show", [show_id])
+    send("seats.reserve", [show_id])
     return True
 
 
-def clear_kick(show_id: str) -> None:
-    """Called by seats.reserve_show as it starts: a booking committed from now on kicks again."""
+def clear_reserve_asked(show_id: str) -> None:
+    """Called by seats.reserve as it starts: a booking committed from now on asks again."""
     try:
-        _kick_redis().delete(KICK_KEY.format(show_id=show_id))
-    except Exception as error:  # the key expires on its own; the relay kicks pending bookings
-        log.warning("could not clear the reservation kick of show %s: %r", show_id, error)
+        _asked_redis().delete(ASKED_KEY.format(show_id=show_id))
+    except Exception as error:  # the key expires on its own; the relay asks for pending bookings
+        log.warning("could not clear the reservation ask of show %s: %r", show_id, error)
 
 
-def _kick_redis():
+def _asked_redis():
     return redis_client(current_app.config["REDIS_URL"], 2)
 
 
-class ReservationKicks:
-    """Collects shows that need a reservation run and kicks each once per interval, off the
-    request threads. A kick lost here (broker down, process killed) is made good by the relay,
-    which kicks every show with bookings pending for longer than a few seconds."""
+class ReservationAsks:
+    """Collects shows that need a reservation run and asks for each once per interval, off the
+    request threads. An ask lost here (broker down, process killed) is made good by the relay,
+    which asks for every show with bookings pending for longer than a few seconds."""
 
     # Longer means bigger reservation batches (less work per booking), and a booking waits that
     # much longer for its seats; docs/benchmarks.md has the measured trade-off.
@@ -71,7 +71,7 @@ class ReservationKicks:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._app = None
-        self._thread = ProcessThread(self._run, "reserve-kicks")
+        self._thread = ProcessThread(self._run, "reserve-asks")
 
     def request(self, show_id: str, app: Flask) -> None:
         with self._lock:
@@ -94,9 +94,9 @@ class ReservationKicks:
         for show_id in shows:
             try:
                 with app.app_context():
-                    kick_reservation(show_id)
+                    send_reserve(show_id)
             except Exception as error:
                 log.warning("could not ask for the reservation of show %s (the relay will): %r", show_id, error)
 
 
-_kicks = ReservationKicks()
+_asks = ReservationAsks()

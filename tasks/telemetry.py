@@ -34,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from observability import booking_id_var, configure_logging, request_id_var, task_var
+from observability.metrics import RECONCILED_REFUNDS  # noqa: F401 (counted by a use case, served here)
 
 log = logging.getLogger("boxoffice.steps")
 
@@ -44,10 +45,6 @@ TASKS_FAILED = Counter("boxoffice_tasks_failed_total", "Steps that failed for go
                        "or a permanent error), by task.", ["task"])
 TASK_DURATION = Histogram("boxoffice_task_duration_seconds", "Time one attempt of a step ran, by task.", ["task"],
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
-RECONCILED_REFUNDS = Counter(
-    "boxoffice_reconciled_refunds_total", "Refunds made by the reconciliation job (payments.reconcile): captured "
-    "money on a booking that should not hold it, that no step had given back; by the booking's status.",
-    ["booking_status"])
 
 _started: dict[str, float] = {}
 _tokens: dict[str, tuple] = {}
@@ -76,11 +73,16 @@ def _json_logs(loglevel=None, **_):
 
 
 def _booking_of(task, args) -> str | None:
-    """Steps take the booking id (the correlation key) first; maintenance jobs, steps about a show
-    and batch steps take none (a batch step notes each booking as it comes to it)."""
-    if task.name.startswith("maintenance.") or getattr(task, "booking_arg", True) is not True:
+    """Booking steps take a list of bookings: a step of one booking carries its id on every line
+    (the correlation key); a batch notes each booking as it comes to it. Maintenance jobs and
+    steps about a show carry none."""
+    kind = getattr(task, "booking_arg", True)
+    if task.name.startswith("maintenance.") or not kind or not args:
         return None
-    return args[0] if args and isinstance(args[0], str) else None
+    first = args[0]
+    if isinstance(first, list) and len(first) == 1:
+        first = first[0]
+    return first if isinstance(first, str) else None
 
 
 def _step_started(task_id=None, task=None, args=None, **_):

@@ -8,19 +8,13 @@ from sqlalchemy import func, select
 from gateway.client import GatewayRejected, GatewayUnavailable
 from models import db
 from models import consistency
-from models.database import utc_now
-from models.outbox import enqueue
 from models.task_failures import TaskFailure
 from models.users import Role
+from services.recovery import retry_failure
 from web.auth import BEARER, login_required
 from web.parsing import Blueprint
 
 blp = Blueprint("admin", __name__, url_prefix="/admin", description="Operations for admins")
-
-# Steps an admin may send again: every one is keyed by its booking and idempotent.
-# Steps about one booking (batch steps record their failures without one; re-drive covers them).
-RETRYABLE_STEPS = frozenset({"seats.reserve", "payments.charge", "payments.refund",
-                             "tickets.make_issuable", "mypage.project"})
 
 
 class TaskFailureSchema(Schema):
@@ -97,16 +91,7 @@ class TaskFailureRetry(MethodView):
     @blp.doc(security=BEARER)
     def post(self, failure_id):
         """Send the step again (through the outbox: durable even if the broker is down)"""
-        # Ids are bigint: a larger number in the URL names nothing (and must not reach the database).
-        failure = db.session.get(TaskFailure, failure_id, with_for_update=True) if failure_id < 2**63 else None
-        if failure is None:
-            abort(404, message="task failure not found")
-        if failure.task not in RETRYABLE_STEPS or not failure.booking_id:
-            abort(409, message=f"{failure.task} cannot be retried from here")
-        enqueue(failure.task, failure.booking_id)
-        failure.retried_at = utc_now()
-        db.session.commit()
-        return failure
+        return retry_failure(failure_id)
 
 
 @blp.route("/consistency")

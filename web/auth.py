@@ -9,8 +9,8 @@ from marshmallow import Schema, fields, validate
 
 from web.fields import Text
 
-from models import db
-from models.users import Role, authenticate, register
+from models.users import Role
+from services.accounts import log_in, register_user
 from web.errors import documented_errors
 from web.extensions import jwt
 from web.parsing import Blueprint
@@ -51,9 +51,7 @@ class Registration(MethodView):
     @documented_errors(blp, 400, 413, 422, 429, e409="The email is already registered")
     def post(self, body):
         """Register a customer account"""
-        user = register(body["email"], body["password"], body["name"])
-        db.session.commit()
-        return user
+        return register_user(body["email"], body["password"], body["name"])
 
 
 @blp.route("/token")
@@ -63,10 +61,9 @@ class Token(MethodView):
     @documented_errors(blp, 400, 413, 422, 429, e401="Wrong email or password")
     def post(self, body):
         """Exchange email and password for a bearer token"""
-        user = authenticate(body["email"], body["password"])
+        user = log_in(body["email"], body["password"])
         if user is None:
             abort(401, message="wrong email or password")
-        db.session.commit()  # a hash with old parameters was just replaced (models/users.py)
         ttl = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
         token = create_access_token(identity=user.id, additional_claims={"role": user.role})
         return {"access_token": token, "token_type": "Bearer", "expires_in": ttl}

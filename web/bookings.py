@@ -1,6 +1,6 @@
 """Bookings: record one, read it, cancel it, issue its ticket.
 
-A view loads, calls the domain, commits. Downstream steps go out through the outbox.
+Each view parses, calls one use case (services/) and answers; the use case holds the rules.
 """
 from flask import url_for
 from flask.views import MethodView
@@ -9,14 +9,10 @@ from marshmallow import Schema, fields, validate
 
 from web.fields import Text
 
-from models import db
-from models.bookings import MAX_QTY, get_customer_booking, record_booking
-from models.mypage import project
-from models.outbox import enqueue
-from models.payments import PaymentStatus
+from models.bookings import MAX_QTY, get_customer_booking
 from models.users import Role
 from observability import note_booking
-from tasks.reservation_kicks import request_reservation
+from services import booking as booking_service, cancel as cancel_service, tickets as ticket_service
 from web.auth import BEARER, current_user_id, login_required, owner_filter
 from web.errors import documented_errors
 from web.ratelimit import limit_bookings
@@ -81,14 +77,9 @@ class Bookings(MethodView):
     @blp.doc(security=BEARER)
     def post(self, headers, body):
         """Book seats. Accepted at once (PENDING); seats, payment and ticket follow."""
-        booking, created = record_booking(current_user_id(), body["show_id"], body["qty"],
-                                          body["payment_method"], headers.get("idempotency_key"))
+        booking, _ = booking_service.record(current_user_id(), body["show_id"], body["qty"],
+                                            body["payment_method"], headers.get("idempotency_key"))
         note_booking(booking.id)
-        if created:
-            db.session.commit()
-            # The committed PENDING booking is its own outbox entry: if this kick is lost, the
-            # relay finds the booking and asks again (tasks/maintenance.py).
-            request_reservation(booking.show_id)
         return booking, 202, _location(booking)
 
 
@@ -112,17 +103,8 @@ class BookingCancel(MethodView):
     @blp.doc(security=BEARER)
     def post(self, booking_id):
         """Cancel a booking: its ticket is void at once; refund and seat release follow"""
-        booking = get_customer_booking(booking_id, owner_filter(), for_update=True)
-        version = booking.version
-        needs_undo = booking.request_cancel()
-        booking.ticket.void()
-        if needs_undo:
-            booking.payment.start_refund()
-            enqueue("payments.refund", booking.id)
-        if booking.version != version:
-            project([booking])
-        db.session.commit()
-        return booking
+        note_booking(booking_id)
+        return cancel_service.cancel(booking_id, owner_filter())
 
 
 @blp.route("/<booking_id>/ticket")
@@ -134,9 +116,5 @@ class BookingTicket(MethodView):
     @blp.doc(security=BEARER)
     def post(self, booking_id):
         """Issue the ticket of a paid booking; issuing again returns the same ticket"""
-        booking = get_customer_booking(booking_id, owner_filter(), for_update=True)
-        if booking.ticket.issue(payment_paid=booking.payment.status == PaymentStatus.PAID):
-            booking.touch()
-            project([booking])
-        db.session.commit()
-        return {"ticket": booking.ticket}
+        note_booking(booking_id)
+        return {"ticket": ticket_service.issue(booking_id, owner_filter())}

@@ -7,9 +7,9 @@ the shell history and the process list), the environment variable BOXOFFICE_ADMI
 import click
 from flask.cli import AppGroup
 
-from models import db
 from models.errors import AlreadyExists
-from models.users import Role, register
+from models.users import Role
+from services.accounts import register_user
 from web.fields import unstorable_reason
 
 users_cli = AppGroup("users", help="Manage user accounts.")
@@ -33,8 +33,7 @@ def create_admin(email: str, password: str, name: str) -> None:
         if reason:
             raise click.BadParameter(reason, param_hint=hint)
     try:
-        user = register(email, password, name, role=Role.ADMIN)
+        user = register_user(email, password, name, role=Role.ADMIN)
     except AlreadyExists as error:
         raise click.ClickException(error.message)
-    db.session.commit()
     click.echo(f"admin {user.email} created ({user.id})")

@@ -8,7 +8,7 @@ sums them (prometheus-client multiprocess mode); without that variable they live
 Domain gauges are not kept in memory anywhere, so every API replica reports the same truth:
 remaining seats per upcoming show are read from the shows table on each scrape (one row per show);
 bookings by status and consistency violations scan the booking tables, so beat measures them
-(tasks/gauges.py, maintenance.measure_consistency) and a scrape only reads the last measurement
+(services/gauges.py, measured by maintenance.measure_consistency) and a scrape only reads the last measurement
 from Redis, with its time.
 
 With METRICS_TOKEN set, /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` (401
@@ -83,7 +83,7 @@ def init_app(app: Flask) -> None:
 
 class DomainCollector:
     """Remaining seats per upcoming show (read live: one row per show, a small table), and the
-    gauges beat measures (tasks/gauges.py): bookings by status and consistency violations, read
+    gauges beat measures (services/gauges.py): bookings by status and consistency violations, read
     from their Redis hash. A scrape never scans the booking tables."""
 
     def __init__(self, app: Flask):
@@ -128,7 +128,7 @@ class DomainCollector:
         """The last measurement of maintenance.measure_consistency. With none yet, or Redis away,
         only boxoffice_domain_gauges_available 0: no made-up zeros that would read as "consistent"."""
         from models.bookings import BookingStatus
-        from tasks import gauges
+        from services import gauges
 
         try:
             values = gauges.load(_gauges_redis(self.app))
@@ -165,8 +165,8 @@ class DomainCollector:
 
 
 def _gauges_redis(app: Flask):
-    """One client (and connection pool) per app, with short timeouts (tasks/gauges.py)."""
-    from tasks import gauges
+    """One client (and connection pool) per app, with short timeouts (services/gauges.py)."""
+    from services import gauges
     client = app.extensions.get("gauges_redis")
     if client is None:
         client = app.extensions["gauges_redis"] = gauges.redis_client(app.config["REDIS_URL"])

@@ -8,9 +8,9 @@ from web.fields import Text
 from sqlalchemy import func, select
 
 from models import db
-from models.mypage import refresh_show
 from models.shows import Show, get_show
 from models.users import Role
+from services.shows import change_show, create_show
 from web.auth import BEARER, login_required
 from web.errors import documented_errors
 
@@ -59,9 +59,7 @@ class Shows(MethodView):
     @blp.doc(security=BEARER)
     def post(self, body):
         """Create a show (admin)"""
-        show = Show(**body)
-        db.session.add(show)
-        db.session.commit()
+        show = create_show(body)
         return show, 201, {"Location": url_for("shows.ShowById", show_id=show.id)}
 
 
@@ -81,13 +79,4 @@ class ShowById(MethodView):
     @blp.doc(security=BEARER)
     def patch(self, body, show_id):
         """Change a show (admin); capacity cannot drop below the seats held"""
-        show = get_show(show_id, for_update=True)
-        capacity = body.pop("capacity", None)
-        if capacity is not None:
-            show.change_capacity(capacity)
-        for field, value in body.items():
-            setattr(show, field, value)
-        if body.keys() & {"title", "venue", "starts_at"}:
-            refresh_show(show.id)  # the my page's copy changes in this same transaction
-        db.session.commit()
-        return show
+        return change_show(show_id, body)

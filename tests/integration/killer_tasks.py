@@ -1,6 +1,5 @@
-"""Test-only: makes the real charge steps (`payments.charge`, and `payments.charge_many` for a
-batch holding one of them) SIGKILL their own worker process for chosen bookings, on every
-delivery (RELIABILITY row 3). Loaded into a test's worker with
+"""Test-only: makes the real charge step (`payments.charge`, for a batch holding one of them)
+SIGKILL its own worker process for chosen bookings, on every delivery (RELIABILITY row 3). Loaded into a test's worker with
 `--include tests.integration.killer_tasks`, never by the application.
 
 KILLER_BOOKINGS_FILE names a file of booking ids (one a line) whose charge must die; each death
@@ -12,10 +11,9 @@ import signal
 
 from celery import current_task
 
-from tasks import payments
+from services import unit_of_work
 
-_get_booking = payments.get_booking
-_lock_bookings = payments.lock_bookings
+_lock_bookings = unit_of_work.lock_bookings
 
 
 def _doomed(booking_id: str) -> bool:
@@ -37,18 +35,12 @@ def _die(booking_id: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def get_booking(booking_id, *args, **kwargs):
-    if _doomed(booking_id):
-        _die(booking_id)
-    return _get_booking(booking_id, *args, **kwargs)
-
-
 def lock_bookings(booking_ids):
-    for booking_id in booking_ids:
-        if _doomed(booking_id):
-            _die(booking_id)
+    if current_task and current_task.name == "payments.charge":
+        for booking_id in booking_ids:
+            if _doomed(booking_id):
+                _die(booking_id)
     return _lock_bookings(booking_ids)
 
 
-payments.get_booking = get_booking
-payments.lock_bookings = lock_bookings
+unit_of_work.lock_bookings = lock_bookings

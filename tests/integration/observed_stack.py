@@ -39,7 +39,7 @@ def start_api(folder: Path, env: dict, name: str = "api", workers: int = 2) -> t
     return process, url
 
 
-BATCH_STEPS = frozenset({"seats.reserve_show", "payments.charge_many", "tickets.make_issuable_many"})
+BATCH_STEPS = frozenset({"seats.reserve", "payments.charge", "payments.refund", "tickets.make_issuable", "mypage.project"})
 
 
 def step_runs(text: str, booking_id: str, steps) -> list[dict]:

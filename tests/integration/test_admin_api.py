@@ -46,9 +46,9 @@ def test_consistency_report_agrees_after_a_lifecycle_and_finds_a_corrupted_show(
         assert (row["remaining"], row["held"], row["agrees"]) == (2, 2, False)
         assert body["consistent"] is False and body["counts"]["oversold"] >= 1
         # The same database-only checks are gauges on /metrics, for alerts, as of the periodic
-        # job's last measurement (tasks/gauges.py), run here in the test process.
+        # job's last measurement (services/gauges.py), run here in the test process.
         import redis
-        from tasks import gauges
+        from services import gauges
         with app.app_context():
             gauges.store(redis.Redis.from_url(app.config["REDIS_URL"]), gauges.measure())
         metrics = app.test_client().get("/metrics").get_data(as_text=True)

@@ -117,7 +117,7 @@ def test_the_reservation_profiler_decides_every_batch_and_cleans_up():
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     # Each run must decide exactly its batch (the tool asserts it), so these lines mean it did.
     assert "batch    1: 40 runs" in completed.stdout and "batch   20: 5 runs" in completed.stdout
-    assert "decide_pending" in completed.stdout
+    assert "reservation.py" in completed.stdout and "reserve" in completed.stdout
     url = make_url(os.environ["DATABASE_URL"]).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(url) as connection:
         left = connection.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'boxoffice_profile_%'").fetchone()[0]

@@ -148,7 +148,7 @@ def test_bookings_are_accepted_while_a_reservation_holds_the_show_row(app, custo
 
     def reservation_batch():
         with app.app_context():
-            get_show(show["id"], for_update=True)  # the lock seats.reserve_show takes
+            get_show(show["id"], for_update=True)  # the lock seats.reserve takes
             held.set()
             release.wait()  # until the booking has been answered (or the test gives up)
             db.session.rollback()

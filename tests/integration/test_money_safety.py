@@ -238,7 +238,7 @@ def test_a_slow_charge_batch_half_cancelled_keeps_no_money_for_the_cancelled_and
     gateway.set_faults(latency_ms=SLOW_MS)
     worker = money.worker()
     for booking_id in ids:
-        wait_state(money, booking_id, payment_status="PENDING")  # claimed by payments.charge_many
+        wait_state(money, booking_id, payment_status="PENDING")  # claimed by the charge batch
     cancelled, kept = ids[:2], ids[2:]
     for booking_id in cancelled:
         money.cancel(customer, booking_id)

@@ -131,7 +131,7 @@ def test_row1_steps_redelivered_past_the_visibility_timeout_still_take_effect_on
     with app.app_context():
         # A batch step's starts are counted under its first booking.
         starts = db.session.scalars(select(TaskStart.starts).where(
-            TaskStart.task.in_(("payments.charge", "payments.charge_many")), TaskStart.booking_id.in_(ids))).all()
+            TaskStart.task.in_(("payments.charge",)), TaskStart.booking_id.in_(ids))).all()
         db.session.remove()
     assert max(starts) >= 2, f"no charge was delivered twice (starts per charge: {starts})"
 
@@ -184,7 +184,7 @@ def test_a_slow_charge_batch_sends_every_charge_and_a_booking_cancelled_meanwhil
     assert_paid_exactly_once(app, gateway, wait_for, kept, private=clean)
     wait_for(cancelled, status="CANCELLED", timeout=90)
     # The batch has answered for the cancelled booking too (voided, or a late capture refunded).
-    wait_until(lambda: step_runs(worker.log(), cancelled, ("payments.charge_many",)), 90, 0.2,
+    wait_until(lambda: step_runs(worker.log(), cancelled, ("payments.charge",)), 90, 0.2,
                "the batch to reach the cancelled booking")
     wait_until(lambda: booking_state(cancelled)["payment_status"] in ("NONE", "REFUNDED"), 90, 0.2,
                "the cancelled booking's money to settle")
@@ -249,22 +249,24 @@ def private_app(app, url):
 
 def test_row7a_a_rolled_back_transaction_publishes_nothing(app, clean):
     from models import db
-    from models.outbox import OutboxMessage, enqueue
+    from models.outbox import OutboxMessage
+    from services.unit_of_work import UnitOfWork
     other, queue = private_app(app, clean.url), clean.redis()
-    queue.delete("seats")
+    queue.delete("tickets")
     with other.app_context():
-        enqueue("seats.reserve", str(uuid.uuid4()))
-        db.session.rollback()
-        assert queue.llen("seats") == 0
+        with UnitOfWork() as uow:  # left without commit: rolled back
+            uow.then("tickets.make_issuable", [str(uuid.uuid4())])
+        assert queue.llen("tickets") == 0
         # The same, committed, is published at once (so the check above can fail).
         booking_id = str(uuid.uuid4())
-        enqueue("seats.reserve", booking_id)
-        db.session.commit()
-        assert queue.llen("seats") == 1
+        with UnitOfWork() as uow:
+            uow.then("tickets.make_issuable", [booking_id])
+            uow.commit()
+        assert queue.llen("tickets") == 1
         db.session.execute(OutboxMessage.__table__.delete().where(OutboxMessage.booking_id == booking_id))
         db.session.commit()
         db.session.remove()
-    queue.delete("seats")  # no worker ever sees the made-up booking
+    queue.delete("tickets")  # no worker ever sees the made-up booking
 
 
 def test_row7b_with_redis_down_a_booking_is_accepted_and_processed_after_recovery(app, clean, gateway, customer,
@@ -300,14 +302,14 @@ def test_row9_the_same_steps_in_two_worker_processes_at_once_take_effect_once(ap
     show = make_show(capacity=6, price=990)
     booking_id = clean.book(customer, show["id"], qty=3)
     with other.app_context():
-        celery.send_task("seats.reserve", args=[booking_id])  # two reserves at once
+        celery.send_task("seats.reserve", args=[show["id"]])  # two reserves at once
     wait_until(lambda: booking_state(booking_id)["payment_status"] == "PENDING", 90, 0.05, "the charge to start")
     with other.app_context():
         celery.send_task("payments.charge", args=[booking_id])  # the other worker takes it
     wait_for(booking_id, status="PAID", payment_status="PAID", ticket_status="ISSUABLE", timeout=90)
 
     def charged_by(worker):
-        return step_runs(worker.log(), booking_id, ("payments.charge", "payments.charge_many"))
+        return step_runs(worker.log(), booking_id, ("payments.charge",))
     wait_until(lambda: charged_by(first) and charged_by(second), 90, 0.2, "both workers to run the charge")
     gateway.clear_faults()
     assert booking_state(booking_id)["remaining"] == 3  # seats held once

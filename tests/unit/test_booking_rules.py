@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from models.bookings import MAX_QTY, Booking, BookingStatus, decide_in_seq_order
+from models.bookings import MAX_QTY, Booking, BookingStatus, reserve_in_seq_order
 from models.errors import Conflict
 from models.payments import ChargeOutcome, Payment, PaymentStatus, settle_charge, settle_refund
 from models.shows import Show
@@ -56,7 +56,7 @@ def test_capacity_cannot_drop_below_seats_held():
 
 def test_bookings_are_decided_in_seq_order_and_a_later_one_never_takes_refused_seats():
     show = a_show(capacity=5)
-    decisions = decide_in_seq_order(show, [("a", 2), ("b", 4), ("c", 3), ("d", 1)], NOW)
+    decisions = reserve_in_seq_order(show, [("a", 2), ("b", 4), ("c", 3), ("d", 1)], NOW)
     assert [(d.id, d.status, d.holds_seats) for d in decisions] == [
         ("a", BookingStatus.CONFIRMED, True), ("b", BookingStatus.REJECTED, False),
         ("c", BookingStatus.CONFIRMED, True), ("d", BookingStatus.REJECTED, False)]
@@ -65,7 +65,7 @@ def test_bookings_are_decided_in_seq_order_and_a_later_one_never_takes_refused_s
 
 def test_once_sales_close_every_pending_booking_is_refused_and_no_seat_is_taken():
     show = a_show(capacity=5, starts_in=timedelta(0))
-    decisions = decide_in_seq_order(show, [("a", 1), ("b", 1)], NOW)
+    decisions = reserve_in_seq_order(show, [("a", 1), ("b", 1)], NOW)
     assert {d.status for d in decisions} == {BookingStatus.REJECTED} and show.remaining == 5
     assert decisions[0].reason == "sales for this show are closed"
 

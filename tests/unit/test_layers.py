@@ -1,15 +1,19 @@
 """The import graph of the project's own modules, read with ast (function-local imports too).
 
-Layers: models/ is the domain and imports neither web/ nor tasks/; tasks/ (the workers) never
-imports web/ (the HTTP layer); celeryconfig imports neither; and no module takes part in an
-import cycle, not even one dodged with an import inside a function.
+Layers, from the bottom: models/ (the domain: aggregates, their lifecycles, their queries);
+services/ (one module per use case, each in a unit of work); web/ (the HTTP adapters) and tasks/
+(the Celery adapters) on top. models/ imports none of the layers above it, services/ neither
+web/ nor tasks/, and tasks/ never web/; celeryconfig imports neither; and no module takes part in
+an import cycle, not even one dodged with an import inside a function. Steps are recorded only
+through the unit of work, and a status changes only through its lifecycle.
 """
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # The project's own code (tests and migrations are not layers of it).
-PACKAGES = ("models", "web", "tasks", "observability", "shared_state", "gateway", "stack", "bench", "chaos")
+PACKAGES = ("models", "services", "web", "tasks", "observability", "shared_state", "gateway", "stack", "bench",
+            "chaos")
 TOP_MODULES = ("celeryconfig", "wsgi")
 
 
@@ -74,8 +78,52 @@ def test_the_graph_is_read():
     assert "models.database" in graph["models.bookings"]
 
 
-def test_models_import_neither_web_nor_tasks():
-    assert _offending("models", ("web", "tasks")) == []
+def test_models_import_no_layer_above_them():
+    assert _offending("models", ("services", "web", "tasks")) == []
+
+
+def test_services_import_neither_web_nor_tasks():
+    assert _offending("services", ("web", "tasks")) == []
+
+
+def test_only_the_unit_of_work_records_steps():
+    """The outbox is written by the unit of work (and read by the publisher that empties it), so
+    no view or task can record a step that its commit would not publish."""
+    users = sorted(module for module, targets in _graph().items() if "models.outbox" in targets)
+    assert users == ["models", "services.unit_of_work", "tasks.publishing"], users
+
+
+def _status_assignments(path: Path) -> list[str]:
+    """Where a module assigns an attribute named status, outside a method named _move."""
+    found = []
+
+    def visit(node, function):
+        for child in ast.iter_child_nodes(node):
+            name = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function
+            if isinstance(child, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                targets = child.targets if isinstance(child, ast.Assign) else [child.target]
+                for target in targets:
+                    if isinstance(target, ast.Attribute) and target.attr == "status" and function != "_move":
+                        found.append(f"{path.name}:{child.lineno} in {function}")
+            visit(child, name)
+
+    visit(ast.parse(path.read_text()), None)
+    return found
+
+
+def test_a_status_changes_only_through_its_lifecycle():
+    """Every status change of a booking, payment or ticket object goes through its _move, which
+    asks the lifecycle (models/lifecycles.py); the set-based SQL is checked by its own tests."""
+    offending = [hit for package in ("models", "services", "web", "tasks")
+                 for path in sorted((ROOT / package).rglob("*.py")) for hit in _status_assignments(path)]
+    assert offending == []
+
+
+def test_the_status_finder_finds_an_assignment(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("def pay(booking):\n    booking.status = 'PAID'\n\nclass B:\n    def _move(self):\n"
+                      "        self.status = 'X'\n")
+    assert _status_assignments(sample) == ["sample.py:2 in pay"]
 
 
 def test_tasks_never_import_web():

@@ -2,8 +2,9 @@
 with its Redis storage).
 
 When the gateway keeps failing, the breaker opens for everyone at once; while it is open,
-charges and refunds do not call the gateway: they raise `GatewayPaused`, a transient error, and
-retry later with backoff. After `BREAKER_RESET_S` one trial call is let through (half-open).
+charges and refunds do not call the gateway: they raise `GatewayPaused`, a GatewayUnavailable
+(the outcome of a call not made is known, but the step treats it alike: it retries later with
+backoff). After `BREAKER_RESET_S` one trial call is let through (half-open).
 
 Redis down (RELIABILITY row 13): pybreaker then reports its fallback state. We choose CLOSED on
 purpose: the breaker only sheds load, it protects no invariant (idempotency keys and row states
@@ -21,16 +22,15 @@ import pybreaker
 import redis
 from flask import current_app
 
-from gateway.client import GatewayRejected
+from gateway.client import GatewayRejected, GatewayUnavailable
 from shared_state.redis_clients import FAST_TIMEOUT_S, redis_client
-from tasks.policy import StepNotReady
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "boxoffice:gateway"
 
 
-class GatewayPaused(StepNotReady):
+class GatewayPaused(GatewayUnavailable):
     """The gateway's breaker is open: the step waits and retries later, nothing fails."""
 
 

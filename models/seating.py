@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Iterable, NamedTuple
 
 from models.errors import Conflict, InvalidInput
-from models.statuses import BookingStatus
+from models.lifecycles import BookingStatus
 
 MAX_SEATS = 100_000
 MAX_SEAT_NUMBER = 1_000_000

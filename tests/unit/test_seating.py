@@ -14,7 +14,7 @@ from models.seating import (
     MAX_ERRORS, MAX_SEATS, MAX_SEATS_PER_BOOKING, RejectReason, SeatRequest, SeatState, check_best_available,
     check_pick, decide_seats_in_seq_order, parse_seat_map,
 )
-from models.statuses import BookingStatus
+from models.lifecycles import BookingStatus
 
 PROPERTIES = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                       suppress_health_check=[HealthCheck.too_slow])

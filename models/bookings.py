@@ -19,8 +19,9 @@ from typing import NamedTuple
 
 from sqlalchemy import (
     BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Identity, Index, Integer, String,
-    UniqueConstraint, select, text,
+    UniqueConstraint, func, select, text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from models.database import CHANGED_BOOKINGS, db, new_id, note_changed, utc_now
@@ -29,6 +30,8 @@ from models.lifecycles import (  # noqa: F401 (statuses re-exported)
     BOOKING, FINAL_STATUSES, PAYMENT, TICKET, BookingStatus, IllegalMove, MovesByLifecycle, PaymentStatus,
     TicketStatus,
 )
+from models.seating import RejectReason
+from models.seats import SOLD, load_seat_map, note_seat_states, release_seats
 from models.shows import Show
 
 
@@ -47,6 +50,7 @@ class Booking(MovesByLifecycle, db.Model):
         Index("ix_bookings_show_pending_seq", "show_id", "seq", postgresql_where=text("status = 'PENDING'")),
         Index("ix_bookings_unsettled", "status", "updated_at",
               postgresql_where=text("status IN ('PENDING', 'CONFIRMED', 'CANCELLING')")),
+        Index("ix_bookings_show_customer_held", "show_id", "customer_id", postgresql_where=text("seats_held")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -62,6 +66,13 @@ class Booking(MovesByLifecycle, db.Model):
     status: Mapped[str] = mapped_column(String(16), default=BookingStatus.PENDING)
     seats_held: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str | None] = mapped_column(String(200))
+    # Why a REJECTED booking was refused (sold_out, seat_taken, no_adjacent_seats, limit_exceeded,
+    # sales_closed: models/seating.py RejectReason).
+    reject_reason: Mapped[str | None] = mapped_column(String(32))
+    # Reserved shows: the category asked for (best available), and the seats: as picked, or as
+    # assigned once CONFIRMED. They stay after the seats go back, as the booking's record.
+    category: Mapped[str | None] = mapped_column(String(32))
+    seats: Mapped[list[str] | None] = mapped_column(ARRAY(String(32)))
     hold_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
@@ -105,14 +116,23 @@ class Booking(MovesByLifecycle, db.Model):
         self.touch()
 
     def _release_seats(self) -> None:
-        """Give the booking's seats back to its show (the caller's unit of work holds the show)."""
-        if self.seats_held:
-            self.show.release(self.qty)
-            self.seats_held = False
+        """Give the booking's seats back to its show (the caller's unit of work holds the show):
+        the count, and for a reserved show exactly its seats and their categories' counts."""
+        if not self.seats_held:
+            return
+        self.seats_held = False  # first: the statements below flush the booking's new status with it
+        self.show.release(self.qty)
+        if self.show.reserved:
+            seat_map = load_seat_map(self.show.seat_map_id)
+            release_seats(self.show_id, seat_map, self.id, self.seats)
+            for category, count in _count_by_category(seat_map, self.seats).items():
+                self.show.category(category).give_back(count)
 
     def mark_paid(self) -> None:
         self._move("pay")
         self.hold_deadline = None
+        if self.show.reserved and self.seats_held:
+            note_seat_states(object_session(self), self.show_id, load_seat_map(self.show.seat_map_id), self.seats, SOLD)
 
     def fail_payment(self) -> None:
         self._move("fail_payment")
@@ -150,8 +170,20 @@ class Booking(MovesByLifecycle, db.Model):
         self.reason = "cancelled by the customer"
 
 
-def fingerprint(show_id: str, qty: int, payment_method: str) -> str:
-    body = json.dumps({"show_id": show_id, "qty": qty, "payment_method": payment_method}, sort_keys=True)
+def _count_by_category(seat_map, seat_ids) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for seat_id in seat_ids:
+        category = seat_map.seat(seat_id).category
+        counts[category] = counts.get(category, 0) + 1
+    return counts
+
+
+def fingerprint(show_id: str, qty: int, payment_method: str, category: str | None = None,
+                seats: list[str] | None = None) -> str:
+    request = {"show_id": show_id, "qty": qty, "payment_method": payment_method}
+    if category is not None or seats is not None:  # general bookings keep the fingerprints they had
+        request.update(category=category, seats=seats)
+    body = json.dumps(request, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -181,6 +213,9 @@ class AcceptedBooking:
     status: str
     payment_status: str
     ticket_status: str
+    category: str | None = None
+    seats: list[str] | None = None
+    reject_reason: str | None = None
 
     @property
     def updated_at(self) -> datetime:
@@ -188,17 +223,23 @@ class AcceptedBooking:
 
 
 # One statement, one round trip: the booking, its payment, its ticket and its my page entry,
-# priced from the show, only while its sales are open. Its arrival number (seq) comes from the
-# column's sequence. ON CONFLICT settles a race between two requests with one Idempotency-Key.
+# priced from the show (a reserved show's amount is given: the sum of its seats' prices), only
+# while its sales are open and for the form of booking its seating takes. Its arrival number (seq)
+# comes from the column's sequence. ON CONFLICT settles a race between two requests with one
+# Idempotency-Key.
 _RECORD = text("""
     WITH show AS (
-        SELECT id, title, venue, starts_at, price FROM shows WHERE id = :show_id
+        SELECT id, title, venue, starts_at, price, seating, on_sale_at FROM shows WHERE id = :show_id
     ), booking AS (
         INSERT INTO bookings (id, customer_id, show_id, qty, amount, payment_method, status, seats_held,
-                              idempotency_key, request_fingerprint, version, created_at, updated_at)
-        SELECT :id, :customer_id, show.id, :qty, show.price * :qty, :payment_method, :pending, false,
-               :idempotency_key, :fingerprint, 1, :now, :now
-        FROM show WHERE show.starts_at > :now
+                              idempotency_key, request_fingerprint, version, created_at, updated_at,
+                              category, seats)
+        SELECT :id, :customer_id, show.id, :qty, coalesce(CAST(:amount AS bigint), show.price * :qty),
+               :payment_method, :pending, false, :idempotency_key, :fingerprint, 1, :now, :now,
+               :category, CAST(:seats AS varchar[])
+        FROM show
+        WHERE show.starts_at > :now AND (show.on_sale_at IS NULL OR show.on_sale_at <= :now)
+          AND show.seating = :seating
         ON CONFLICT (customer_id, idempotency_key) DO NOTHING
         RETURNING id, seq, amount
     ), payment AS (
@@ -213,21 +254,26 @@ _RECORD = text("""
                :pending, :payment_status, :ticket_status, :now, :now, 1
         FROM booking, show
     )
-    SELECT show.id IS NOT NULL AS show_exists, show.starts_at > :now AS sales_open, booking.seq, booking.amount
+    SELECT show.id IS NOT NULL AS show_exists, show.starts_at > :now AS sales_open,
+           show.on_sale_at IS NULL OR show.on_sale_at <= :now AS on_sale, show.seating, booking.seq, booking.amount
     FROM (SELECT 1) AS one LEFT JOIN show ON true LEFT JOIN booking ON true
 """)
 
 
 def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str,
-                   idempotency_key: str | None = None) -> tuple[Booking | AcceptedBooking, bool]:
+                   idempotency_key: str | None = None, *, category: str | None = None,
+                   seats: list[str] | None = None, amount: int | None = None) -> tuple[Booking | AcceptedBooking, bool]:
     """Record a booking, its payment and its ticket, each in its lifecycle's initial status, and its
     my page entry. Returns (booking, created).
 
-    The caller commits. A request repeated with its Idempotency-Key returns the booking it made.
+    A general booking is a qty; a reserved one is a pick (seats) or best available (qty and
+    category), with its amount given. The caller commits. A request repeated with its
+    Idempotency-Key returns the booking it made.
     """
     if not 1 <= qty <= MAX_QTY:
         raise InvalidInput("qty is out of range", {"qty": [f"must be between 1 and {MAX_QTY}"]})
-    print_ = fingerprint(show_id, qty, payment_method)
+    reserved = category is not None or seats is not None
+    print_ = fingerprint(show_id, qty, payment_method, category, seats)
     if idempotency_key:
         existing = find_by_idempotency_key(customer_id, idempotency_key)
         if existing is not None:
@@ -237,12 +283,21 @@ def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str
         "id": booking_id, "customer_id": customer_id, "show_id": show_id, "qty": qty,
         "payment_method": payment_method, "idempotency_key": idempotency_key, "fingerprint": print_,
         "now": now, "pending": BOOKING.initial.value, "payment_status": PAYMENT.initial.value,
-        "ticket_status": TICKET.initial.value,
+        "ticket_status": TICKET.initial.value, "amount": amount, "category": category, "seats": seats,
+        "seating": "reserved" if reserved else "general",
     }).one()
     if not row.show_exists:
         raise InvalidInput("show does not exist", {"show_id": ["unknown show"]})
     if not row.sales_open:
         raise Conflict("sales for this show are closed")
+    if not row.on_sale:
+        raise Conflict("sales for this show have not opened yet")
+    if row.seating != ("reserved" if reserved else "general"):
+        if reserved:
+            raise InvalidInput("this show has general admission: book a qty",
+                               {"seats" if seats is not None else "category": ["not for a general admission show"]})
+        raise InvalidInput("this show has reserved seating: book seats, or a qty in a category",
+                           {"category": ["required for a reserved show (or pick seats)"]})
     if row.seq is None:  # a concurrent request with the same Idempotency-Key won the race
         existing = find_by_idempotency_key(customer_id, idempotency_key) if idempotency_key else None
         if existing is None:
@@ -250,7 +305,8 @@ def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str
         return _replay(existing, print_), False
     return AcceptedBooking(id=booking_id, customer_id=customer_id, show_id=show_id, qty=qty,
                            amount=row.amount, seq=row.seq, created_at=now, status=BOOKING.initial,
-                           payment_status=PAYMENT.initial, ticket_status=TICKET.initial), True
+                           payment_status=PAYMENT.initial, ticket_status=TICKET.initial,
+                           category=category, seats=seats), True
 
 
 def get_booking(booking_id: str, *, for_update: bool = False) -> Booking:
@@ -307,30 +363,66 @@ def get_customer_booking(booking_id: str, customer_id: str | None, *, for_update
 
 
 class Decision(NamedTuple):
-    """What a reservation decided for one PENDING booking: CONFIRMED (seats held) or REJECTED."""
+    """What a reservation decided for one PENDING booking: CONFIRMED (seats held: for a reserved
+    show, these seats) or REJECTED, with a reason for people and a reject_reason for programs."""
     id: str
     status: str
     reason: str | None
+    reject_reason: str | None = None
+    seats: tuple[str, ...] | None = None
 
     @property
     def holds_seats(self) -> bool:
         return self.status == BookingStatus.CONFIRMED
 
 
-def reserve_in_seq_order(show: Show, pending: list[tuple[str, int]], now: datetime) -> list[Decision]:
-    """Decide (booking id, qty) pairs, given in seq order, taking seats from the show as it goes.
+# What a rejection says to a person, by its reject_reason (models/seating.py RejectReason).
+REJECTION_TEXT = {
+    RejectReason.SALES_CLOSED: "sales for this show are closed",
+    RejectReason.SOLD_OUT: "not enough seats",
+    RejectReason.LIMIT_EXCEEDED: "over the show's limit of seats per customer",
+    RejectReason.SEAT_TAKEN: "a chosen seat is no longer available",
+    RejectReason.NO_ADJACENT_SEATS: "no block of adjacent seats that large in the category",
+}
+
+
+def rejected(booking_id: str, reject_reason: RejectReason) -> Decision:
+    return Decision(booking_id, BookingStatus.REJECTED, REJECTION_TEXT[reject_reason], reject_reason)
+
+
+class Pending(NamedTuple):
+    """A PENDING booking as the reservation step reads it."""
+    id: str
+    qty: int
+    customer_id: str | None = None
+    category: str | None = None
+    seats: list[str] | None = None
+
+
+def reserve_in_seq_order(show: Show, pending: list[tuple], now: datetime,
+                         held_by_customer: dict[str, int] | None = None) -> list[Decision]:
+    """Decide the PENDING bookings of a general admission show (Pending, or (id, qty) pairs), given
+    in seq order, taking seats from the show as it goes.
 
     Greedy: a booking is refused only when fewer seats remain than it asks for, so a later
     booking can never take seats an earlier one was refused; a smaller later one may still fit.
+    The show's max_per_customer counts the seats each customer already holds (held_by_customer)
+    and those confirmed earlier in the same run.
     """
+    held = dict(held_by_customer or {})
+    limit = show.max_per_customer
     decisions = []
-    for booking_id, qty in pending:
+    for row in pending:
+        booking = Pending(*row)
         if not show.sales_open(now):
-            decisions.append(Decision(booking_id, BookingStatus.REJECTED, "sales for this show are closed"))
-        elif show.hold(qty):
-            decisions.append(Decision(booking_id, BookingStatus.CONFIRMED, None))
+            decisions.append(rejected(booking.id, RejectReason.SALES_CLOSED))
+        elif limit is not None and held.get(booking.customer_id, 0) + booking.qty > limit:
+            decisions.append(rejected(booking.id, RejectReason.LIMIT_EXCEEDED))
+        elif show.hold(booking.qty):
+            held[booking.customer_id] = held.get(booking.customer_id, 0) + booking.qty
+            decisions.append(Decision(booking.id, BookingStatus.CONFIRMED, None))
         else:
-            decisions.append(Decision(booking_id, BookingStatus.REJECTED, "not enough seats"))
+            decisions.append(rejected(booking.id, RejectReason.SOLD_OUT))
     return decisions
 
 
@@ -338,16 +430,16 @@ def hold_deadline_from(now: datetime, minutes: float) -> datetime:
     return now + timedelta(minutes=minutes)
 
 
-def lock_pending(show_id: str, limit: int) -> list[tuple[str, int]]:
-    """Lock and read the show's PENDING bookings, oldest (lowest seq) first: (id, qty) pairs.
+def lock_pending(show_id: str, limit: int) -> list[Pending]:
+    """Lock and read the show's PENDING bookings, oldest (lowest seq) first.
 
     Called under the show's lock (so two runs never decide the same bookings). A booking whose
     commit is not visible yet is decided by the next run, which starts after it committed; a
     booking answered before another was even sent is therefore always decided no later than that
     one (docs/lifecycle.md, "Arrival order").
     """
-    return [tuple(row) for row in db.session.execute(
-        select(Booking.id, Booking.qty)
+    return [Pending(*row) for row in db.session.execute(
+        select(Booking.id, Booking.qty, Booking.customer_id, Booking.category, Booking.seats)
         .where(Booking.show_id == show_id, Booking.status == BookingStatus.PENDING)
         .order_by(Booking.seq)
         .limit(limit)
@@ -355,16 +447,30 @@ def lock_pending(show_id: str, limit: int) -> list[tuple[str, int]]:
     )]
 
 
+def seats_held_by(show_id: str, customer_ids) -> dict[str, int]:
+    """Seats each of these customers holds in live bookings of the show (for max_per_customer)."""
+    customer_ids = sorted(set(customer_ids))
+    if not customer_ids:
+        return {}
+    return {customer: int(total) for customer, total in db.session.execute(
+        select(Booking.customer_id, func.sum(Booking.qty))
+        .where(Booking.show_id == show_id, Booking.customer_id.in_(customer_ids), Booking.seats_held.is_(True))
+        .group_by(Booking.customer_id))}
+
+
 # The decisions of one run, applied in one statement: no booking is loaded as an object. A row
 # changes only by a (from, to) pair the booking lifecycle allows for the reservation's events
-# (confirm, reject); the caller compares the count with the decisions and refuses the rest.
+# (confirm, reject); the caller compares the count with the decisions and refuses the rest. A
+# reserved booking's seats come as one comma-joined string each (seat ids hold no comma).
 _APPLY_RESERVATIONS = text("""
     UPDATE bookings AS b
-    SET status = d.status, seats_held = d.held, reason = d.reason,
+    SET status = d.status, seats_held = d.held, reason = d.reason, reject_reason = d.reject_reason,
+        seats = coalesce(string_to_array(d.seats, ','), b.seats),
         hold_deadline = CASE WHEN d.held THEN CAST(:deadline AS timestamptz) END,
         version = b.version + 1, updated_at = :now
     FROM unnest(CAST(:ids AS varchar[]), CAST(:statuses AS varchar[]), CAST(:reasons AS varchar[]),
-                CAST(:held AS boolean[])) AS d(id, status, reason, held)
+                CAST(:held AS boolean[]), CAST(:reject_reasons AS varchar[]), CAST(:seats AS varchar[]))
+         AS d(id, status, reason, held, reject_reason, seats)
     WHERE b.id = d.id
       AND (b.status, d.status) IN (SELECT * FROM unnest(CAST(:from AS varchar[]), CAST(:to AS varchar[])))
 """)
@@ -380,6 +486,8 @@ def apply_reservations(decisions: list[Decision], deadline: datetime, now: datet
     moved = db.session.execute(_APPLY_RESERVATIONS, {
         "ids": [d.id for d in decisions], "statuses": [str(d.status) for d in decisions],
         "reasons": [d.reason for d in decisions], "held": [d.holds_seats for d in decisions],
+        "reject_reasons": [d.reject_reason and str(d.reject_reason) for d in decisions],
+        "seats": [",".join(d.seats) if d.seats else None for d in decisions],
         "deadline": deadline, "now": now,
         "from": [source for source, _ in _RESERVATION_MOVES], "to": [target for _, target in _RESERVATION_MOVES],
     }).rowcount

@@ -35,6 +35,8 @@ CHANGED_BOOKINGS = "changed_bookings"
 
 # Shows whose row the session's transaction holds locked (models/shows.py, get_show).
 LOCKED_SHOWS = "locked_shows"
+# Seat states noted for the seat-state read model, written before the commit (models/seats.py).
+SEAT_STATES = "seat_states"
 
 
 def note_changed(session, booking_ids) -> None:
@@ -47,6 +49,7 @@ def _transaction_over(session) -> None:
     """A transaction's end releases its locks and closes its list of changes."""
     session.info.pop(CHANGED_BOOKINGS, None)
     session.info.pop(LOCKED_SHOWS, None)
+    session.info.pop(SEAT_STATES, None)
 
 
 def new_id() -> str:

@@ -1,8 +1,14 @@
-"""Shows and their seats: capacity, remaining seats, and the rules for holding and releasing them."""
-from datetime import datetime
+"""Shows and their seats: capacity, remaining seats, and the rules for holding and releasing them.
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Integer, String, func
-from sqlalchemy.orm import Mapped, mapped_column, object_session
+A show is general admission (a count of seats at one price) or reserved (SPEC §8: the seats of a
+seat map, priced by category; its capacity and remaining are the sums of its categories'). Either
+may cap the seats one customer holds (max_per_customer) and open its sale at on_sale_at.
+"""
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Integer, String, func
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from models.database import LOCKED_SHOWS, db, new_id, utc_now
 from models.errors import Conflict, NotFound
@@ -13,6 +19,11 @@ class SeatsUnlocked(RuntimeError):
     A unit of work takes that lock (services/unit_of_work.py), shows before bookings."""
 
 
+class Seating(StrEnum):
+    GENERAL = "general"
+    RESERVED = "reserved"
+
+
 class Show(db.Model):
     __tablename__ = "shows"
     __table_args__ = (
@@ -21,17 +32,30 @@ class Show(db.Model):
         CheckConstraint("remaining <= capacity", name="remaining_within_capacity"),
         CheckConstraint("capacity >= 0", name="capacity_not_negative"),
         CheckConstraint("price >= 0", name="price_not_negative"),
+        CheckConstraint("seating IN ('general', 'reserved')", name="seating_known"),
+        CheckConstraint("(seating = 'general' AND price IS NOT NULL AND seat_map_id IS NULL) OR "
+                        "(seating = 'reserved' AND seat_map_id IS NOT NULL)", name="seating_fields"),
+        CheckConstraint("max_per_customer IS NULL OR max_per_customer >= 1", name="limit_positive"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     title: Mapped[str] = mapped_column(String(200))
     venue: Mapped[str] = mapped_column(String(200))
     starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    price: Mapped[int] = mapped_column(BigInteger)
+    price: Mapped[int | None] = mapped_column(BigInteger)  # general admission; reserved: by category
     capacity: Mapped[int] = mapped_column(Integer)
     remaining: Mapped[int] = mapped_column(Integer)
+    seating: Mapped[str] = mapped_column(String(16), default=Seating.GENERAL, server_default=Seating.GENERAL.value)
+    seat_map_id: Mapped[str | None] = mapped_column(ForeignKey("seat_maps.id"))
+    # Seats one customer may hold across their live bookings of the show (None: no limit).
+    max_per_customer: Mapped[int | None] = mapped_column(Integer)
+    # Before it, POST /bookings is refused (None: on sale from the start).
+    on_sale_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
+
+    categories: Mapped[list["ShowCategory"]] = relationship(
+        back_populates="show", order_by="ShowCategory.position", lazy="select", cascade="all, delete-orphan")
 
     def __init__(self, **fields):
         super().__init__(**fields)
@@ -42,8 +66,18 @@ class Show(db.Model):
     def held(self) -> int:
         return self.capacity - self.remaining
 
+    @property
+    def reserved(self) -> bool:
+        return self.seating == Seating.RESERVED
+
+    def on_sale(self, now: datetime | None = None) -> bool:
+        return self.on_sale_at is None or (now or utc_now()) >= self.on_sale_at
+
     def sales_open(self, now: datetime | None = None) -> bool:
         return (now or utc_now()) < self.starts_at
+
+    def category(self, name: str) -> "ShowCategory | None":
+        return next((category for category in self.categories if category.name == name), None)
 
     def _check_locked(self) -> None:
         session = object_session(self)
@@ -70,6 +104,36 @@ class Show(db.Model):
             raise Conflict(f"capacity {capacity} is below the {self.held} seats already held")
         self.remaining = capacity - self.held
         self.capacity = capacity
+
+
+class ShowCategory(db.Model):
+    """A price category of a reserved show: its price and its seats (capacity, remaining)."""
+    __tablename__ = "show_categories"
+    __table_args__ = (
+        CheckConstraint("price >= 0", name="price_not_negative"),
+        CheckConstraint("remaining >= 0", name="remaining_not_negative"),
+        CheckConstraint("remaining <= capacity", name="remaining_within_capacity"),
+    )
+
+    show_id: Mapped[str] = mapped_column(ForeignKey("shows.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)  # the map's order of categories
+    price: Mapped[int] = mapped_column(BigInteger)
+    capacity: Mapped[int] = mapped_column(Integer)
+    remaining: Mapped[int] = mapped_column(Integer)
+
+    show: Mapped[Show] = relationship(back_populates="categories")
+
+    def take(self, seats: int) -> None:
+        """Seats of this category taken (held or blocked); the show's lock is held (Show.hold)."""
+        if seats > self.remaining:
+            raise Conflict(f"category {self.name} has {self.remaining} seats left, not {seats}")
+        self.remaining -= seats
+
+    def give_back(self, seats: int) -> None:
+        if self.remaining + seats > self.capacity:
+            raise Conflict(f"category {self.name}: cannot give back more seats than are taken")
+        self.remaining += seats
 
 
 def get_show(show_id: str, *, for_update: bool = False) -> Show:

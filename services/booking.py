@@ -1,20 +1,61 @@
 """Record a booking (POST /bookings): PENDING at once, with its payment, ticket and my page entry,
-in one statement; its show's reservation is asked for after the commit."""
+in one statement; its show's reservation is asked for after the commit.
+
+A reserved show's booking is a pick (seats) or best available (qty in a category); it is checked
+against the show's map and priced from its categories before it is recorded (SPEC §8)."""
 from __future__ import annotations
 
 from models.bookings import AcceptedBooking, Booking, record_booking
+from models.errors import InvalidInput, NotFound
+from models.seating import check_best_available, check_pick
+from models.seats import load_seat_map
+from models.shows import get_show
 from services.unit_of_work import UnitOfWork
 
 
-def record(customer_id: str, show_id: str, qty: int, payment_method: str,
-           idempotency_key: str | None = None) -> tuple[Booking | AcceptedBooking, bool]:
+def record(customer_id: str, show_id: str, qty: int | None, payment_method: str,
+           idempotency_key: str | None = None, *, seats: list[str] | None = None,
+           category: str | None = None) -> tuple[Booking | AcceptedBooking, bool]:
     """Returns (booking, created). A request repeated with its Idempotency-Key returns the
     booking it made and changes nothing."""
     with UnitOfWork() as uow:
-        booking, created = record_booking(customer_id, show_id, qty, payment_method, idempotency_key)
+        amount = None
+        if seats is not None or category is not None:
+            qty, amount = _price_reserved(show_id, qty, seats, category)
+        booking, created = record_booking(customer_id, show_id, qty, payment_method, idempotency_key,
+                                          category=category, seats=seats, amount=amount)
         if created:
             # The committed PENDING booking is its own outbox entry: if this ask is lost, the
             # relay finds the booking and asks again (tasks/maintenance.py).
             uow.reserve_soon(booking.show_id)
             uow.commit()
     return booking, created
+
+
+def _price_reserved(show_id: str, qty: int | None, seats: list[str] | None, category: str | None) -> tuple[int, int]:
+    """(qty, amount) of a pick or a best-available request, checked against the show's map."""
+    try:
+        show = get_show(show_id)
+    except NotFound:
+        raise InvalidInput("show does not exist", {"show_id": ["unknown show"]}) from None
+    if not show.reserved:
+        field = "seats" if seats is not None else "category"
+        raise InvalidInput("this show has general admission: book a qty", {field: ["not for a general admission show"]})
+    seat_map = load_seat_map(show.seat_map_id)
+    prices = {each.name: each.price for each in show.categories}
+    if seats is not None:
+        check_pick(seat_map, seats)
+        return len(seats), sum(prices[seat_map.seat(seat_id).category] for seat_id in seats)
+    check_best_available(seat_map, qty, category)
+    return qty, prices[category] * qty
+
+
+def booked_seats(booking) -> list[dict] | None:
+    """A reserved booking's seats as its answer shows them, once it holds (or held) them."""
+    seat_ids = getattr(booking, "seats", None)
+    if not seat_ids or getattr(booking, "status", None) in ("PENDING", "REJECTED"):  # never held them
+        return None
+    show = booking.show
+    seat_map = load_seat_map(show.seat_map_id)
+    return [{"id": seat.id, "section": seat.section, "row": seat.row, "number": seat.number,
+             "category": seat.category} for seat in map(seat_map.seat, seat_ids)]

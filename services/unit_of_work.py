@@ -9,7 +9,8 @@
 
 On commit it
 - projects the my page for every booking the transaction changed (the moves note them:
-  Booking.touch, apply_reservations), in the same transaction;
+  Booking.touch, apply_reservations), and writes the seat states its seat changes noted
+  (models/seats.py), in the same transaction;
 - commits;
 - then publishes the next steps recorded with `then` (the outbox's rows, written in the same
   transaction) and asks for the reservations noted with `reserve_soon`, through the app's step
@@ -35,6 +36,7 @@ from models.bookings import Booking, get_customer_booking, lock_bookings, lock_p
 from models.database import CHANGED_BOOKINGS, LOCKED_SHOWS
 from models.mypage import project_ids
 from models.outbox import enqueue
+from models.seats import flush_seat_states
 from models.shows import Show, get_show
 
 log = logging.getLogger(__name__)
@@ -124,6 +126,7 @@ class UnitOfWork:
         self._reserve.add(show_id)
 
     def commit(self) -> None:
+        flush_seat_states(self.session)  # the seat-state read model, in the same transaction
         changed = self.session.info.pop(CHANGED_BOOKINGS, None)
         if changed:
             project_ids(sorted(changed))

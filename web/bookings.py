@@ -5,7 +5,7 @@ Each view parses, calls one use case (services/) and answers; the use case holds
 from flask import url_for
 from flask.views import MethodView
 from web.parsing import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from web.fields import Text
 
@@ -13,6 +13,7 @@ from models.bookings import MAX_QTY, get_customer_booking
 from models.users import Role
 from observability import note_booking
 from services import booking as booking_service, cancel as cancel_service, tickets as ticket_service
+from services.booking import booked_seats
 from web.auth import BEARER, current_user_id, login_required, owner_filter
 from web.errors import documented_errors
 from web.ratelimit import limit_bookings
@@ -21,9 +22,32 @@ blp = Blueprint("bookings", __name__, url_prefix="/bookings", description="Booki
 
 
 class BookingRequestSchema(Schema):
+    """General admission: qty. Reserved seating: seats (a pick) or qty and category (best available)."""
     show_id = Text(required=True, validate=validate.Length(min=1, max=36))
-    qty = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_QTY))
+    qty = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_QTY),
+                         metadata={"description": "seats wanted (general admission, or best available with category)"})
+    category = Text(validate=validate.Length(min=1, max=32),
+                    metadata={"description": "reserved seating, best available: the category"})
+    seats = fields.List(Text(validate=validate.Length(min=1, max=32)), validate=validate.Length(min=1, max=MAX_QTY),
+                        metadata={"description": "reserved seating, a pick: the seat ids (all or nothing)"})
     payment_method = Text(required=True, validate=validate.Length(min=1, max=64))
+
+    @validates_schema
+    def _one_form(self, data, **_):
+        if "seats" in data and ("qty" in data or "category" in data):
+            raise ValidationError("either seats, or qty (with category for reserved seating)", "seats")
+        if "seats" not in data and "qty" not in data:
+            raise ValidationError("Missing data for required field.", "qty")
+        if "seats" in data and len(set(data["seats"])) != len(data["seats"]):
+            raise ValidationError("a seat is listed twice", "seats")
+
+
+class BookedSeatSchema(Schema):
+    id = fields.String()
+    section = fields.String()
+    row = fields.String()
+    number = fields.Integer()
+    category = fields.String()
 
 
 class IdempotencyHeaderSchema(Schema):
@@ -39,10 +63,18 @@ class BookingSchema(Schema):
     qty = fields.Integer()
     amount = fields.Integer()
     status = fields.String()
+    reject_reason = fields.String(allow_none=True, metadata={
+        "description": "REJECTED: sold_out, seat_taken, no_adjacent_seats, limit_exceeded or sales_closed"})
+    category = fields.String(allow_none=True)
+    seats = fields.Method("_seats", metadata={"type": "array", "items": {"type": "object"}, "description":
+                          "reserved seating, once CONFIRMED: [{id, section, row, number, category}]"})
     payment_status = fields.String()
     ticket_status = fields.String()
     created_at = fields.AwareDateTime(format="iso")
     updated_at = fields.AwareDateTime(format="iso")
+
+    def _seats(self, booking):
+        return booked_seats(booking)
 
 
 class TicketBodySchema(Schema):
@@ -77,8 +109,9 @@ class Bookings(MethodView):
     @blp.doc(security=BEARER)
     def post(self, headers, body):
         """Book seats. Accepted at once (PENDING); seats, payment and ticket follow."""
-        booking, _ = booking_service.record(current_user_id(), body["show_id"], body["qty"],
-                                            body["payment_method"], headers.get("idempotency_key"))
+        booking, _ = booking_service.record(current_user_id(), body["show_id"], body.get("qty"),
+                                            body["payment_method"], headers.get("idempotency_key"),
+                                            seats=body.get("seats"), category=body.get("category"))
         note_booking(booking.id)
         return booking, 202, _location(booking)
 

@@ -1,23 +1,38 @@
-"""Shows: anyone may list and read them; admins create and change them."""
-from flask import url_for
+"""Shows: anyone may list and read them and their seats; admins create and change them."""
+from flask import request, url_for
 from flask.views import MethodView
 from web.parsing import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from web.fields import Text
 from sqlalchemy import func, select
 
 from models import db
+from models.seating import MAX_CATEGORY, MAX_SEATS
 from models.shows import Show, get_show
 from models.users import Role
-from services.shows import change_show, create_show
+from web.seat_page import seat_page
+from services.shows import blocked_seats, change_show, create_show
 from web.auth import BEARER, login_required
 from web.errors import documented_errors
 
-blp = Blueprint("shows", __name__, url_prefix="/shows", description="Shows and their remaining seats")
+blp = Blueprint("shows", __name__, url_prefix="/shows", description="Shows, their seats and what remains")
 
 MAX_CAPACITY = 1_000_000
 MAX_PRICE = 100_000_000_000
+MAX_LIMIT = 1_000
+
+
+class CategorySchema(Schema):
+    name = fields.String()
+    price = fields.Integer()
+    capacity = fields.Integer()
+    remaining = fields.Integer()
+
+
+def _prices(value):
+    if not 1 <= len(value) <= 1000:
+        raise ValidationError("must price between 1 and 1000 categories")
 
 
 class ShowSchema(Schema):
@@ -25,9 +40,31 @@ class ShowSchema(Schema):
     title = Text(required=True, validate=validate.Length(min=1, max=200))
     venue = Text(required=True, validate=validate.Length(min=1, max=200))
     starts_at = fields.AwareDateTime(required=True, format="iso")
-    price = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=MAX_PRICE))
-    capacity = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=MAX_CAPACITY))
+    seating = fields.String(dump_only=True, metadata={"description": "general or reserved"})
+    price = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=0, max=MAX_PRICE),
+                           metadata={"description": "general admission: the price of a seat"})
+    capacity = fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_CAPACITY),
+                              metadata={"description": "general admission: the seats; reserved: the map's seat count"})
     remaining = fields.Integer(dump_only=True)
+    seat_map_id = Text(allow_none=True, validate=validate.Length(min=1, max=36),
+                       metadata={"description": "reserved seating: the seat map (POST /seat-maps)"})
+    prices = fields.Dict(keys=Text(validate=validate.Length(min=1, max=MAX_CATEGORY)),
+                         values=fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_PRICE)),
+                         load_only=True, validate=_prices,
+                         metadata={"description": "reserved seating: a price for every category of the map"})
+    categories = fields.List(fields.Nested(CategorySchema), dump_only=True,
+                             metadata={"description": "reserved seating: each category's price and seats"})
+    max_per_customer = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=MAX_LIMIT),
+                                      metadata={"description": "seats one customer may hold across their live "
+                                                               "bookings of the show (none: no limit)"})
+    on_sale_at = fields.AwareDateTime(format="iso", allow_none=True,
+                                      metadata={"description": "bookings before it are refused (409)"})
+
+    @validates_schema
+    def _one_kind(self, data, **_):
+        if data.get("seat_map_id") is None and (data.get("capacity") is None or data.get("price") is None):
+            raise ValidationError("a general admission show needs capacity and price; a reserved one "
+                                  "seat_map_id and prices", "seat_map_id")
 
 
 class ShowPatchSchema(Schema):
@@ -36,6 +73,30 @@ class ShowPatchSchema(Schema):
     starts_at = fields.AwareDateTime(format="iso")
     price = fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_PRICE))
     capacity = fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_CAPACITY))
+    max_per_customer = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=MAX_LIMIT))
+    on_sale_at = fields.AwareDateTime(format="iso", allow_none=True)
+    blocked_seats = fields.List(Text(validate=validate.Length(min=1, max=32)), validate=validate.Length(max=MAX_SEATS),
+                                metadata={"description": "reserved seating: the seats taken out of sale "
+                                                         "(replaces the list; a held or sold seat: 409)"})
+
+
+class SeatSchema(Schema):
+    id = fields.String()
+    section = fields.String()
+    row = fields.String()
+    number = fields.Integer()
+    category = fields.String()
+    status = fields.String(metadata={"description": "AVAILABLE, HELD, SOLD or BLOCKED"})
+
+
+class SeatPageSchema(Schema):
+    show_id = fields.String()
+    version = fields.Integer()
+    seats = fields.List(fields.Nested(SeatSchema))
+
+
+class BlockedSeatsSchema(Schema):
+    blocked_seats = fields.List(fields.String())
 
 
 @blp.route("")
@@ -68,15 +129,38 @@ class ShowById(MethodView):
     @blp.response(200, ShowSchema)
     @documented_errors(blp, e404="No such show")
     def get(self, show_id):
-        """Read one show with its remaining seats"""
+        """Read one show with its remaining seats (per category for reserved seating)"""
         return get_show(show_id)
 
     @login_required(Role.ADMIN)
     @blp.arguments(ShowPatchSchema)
     @blp.response(200, ShowSchema)
     @documented_errors(blp, 400, 401, 413, 422, e403="Not an admin", e404="No such show",
-                       e409="Capacity below the seats already held")
+                       e409="Capacity below the seats already held, or a held or sold seat to block")
     @blp.doc(security=BEARER)
     def patch(self, body, show_id):
         """Change a show (admin); capacity cannot drop below the seats held"""
         return change_show(show_id, body)
+
+
+@blp.route("/<show_id>/seats")
+class ShowSeats(MethodView):
+    @blp.response(200, SeatPageSchema, headers={"ETag": {"description": "the seat states' version",
+                                                          "schema": {"type": "string"}}})
+    @blp.alt_response(304, description="Not modified since the version in If-None-Match")
+    @documented_errors(blp, e404="No such show, or a general admission show (no seat map)")
+    def get(self, show_id):
+        """Every seat of a reserved show and its status (AVAILABLE, HELD, SOLD, BLOCKED), from a read
+        model the reservation step keeps current; send If-None-Match to get 304 while nothing changed"""
+        return seat_page(show_id, request.if_none_match)
+
+
+@blp.route("/<show_id>/blocked-seats")
+class ShowBlockedSeats(MethodView):
+    @login_required(Role.ADMIN)
+    @blp.response(200, BlockedSeatsSchema)
+    @documented_errors(blp, 401, e403="Not an admin", e404="No such show")
+    @blp.doc(security=BEARER)
+    def get(self, show_id):
+        """The seats taken out of sale (admin; set them with PATCH blocked_seats)"""
+        return {"blocked_seats": blocked_seats(get_show(show_id))}

@@ -13,18 +13,23 @@ harness. Every check is a read: running it never changes anything.
   and start time included).
 - stuck: bookings not (yet) settled: not in a final state, or with a charge or refund under way;
   lost: ids the caller knows were accepted that the database does not have.
+- seats of reserved shows (SPEC §8, invariants 7–9): every live booking holds exactly its seats
+  and no seat has a second holder or a holder that is not live; the seat page (show_seat_states)
+  shows what the holds say; each category's remaining is its capacity less its taken seats; and
+  no customer holds more than the show's max_per_customer.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from models.bookings import FINAL_STATUSES, Booking, BookingStatus
 from models.database import db
 from models.mypage import MyPageEntry, show_fields_differ
 from models.payments import Payment, PaymentStatus
-from models.shows import Show
+from models.seats import AVAILABLE, BLOCKED, HELD, SOLD, SeatHold, ShowSeatStates, load_seat_map
+from models.shows import Seating, Show, ShowCategory
 from models.tickets import Ticket, TicketStatus
 
 
@@ -32,13 +37,17 @@ def show_report() -> list[dict]:
     """Per show: capacity, remaining, held (by bookings) and whether they agree."""
     held = (select(Booking.show_id, func.coalesce(func.sum(Booking.qty), 0).label("held"))
             .where(Booking.seats_held.is_(True)).group_by(Booking.show_id).subquery())
+    blocked = (select(SeatHold.show_id, func.count().label("blocked")).where(SeatHold.booking_id.is_(None))
+               .group_by(SeatHold.show_id).subquery())
     rows = db.session.execute(
-        select(Show.id, Show.title, Show.capacity, Show.remaining, func.coalesce(held.c.held, 0))
-        .outerjoin(held, held.c.show_id == Show.id).order_by(Show.created_at, Show.id)
+        select(Show.id, Show.title, Show.capacity, Show.remaining, func.coalesce(held.c.held, 0),
+               func.coalesce(blocked.c.blocked, 0))
+        .outerjoin(held, held.c.show_id == Show.id).outerjoin(blocked, blocked.c.show_id == Show.id)
+        .order_by(Show.created_at, Show.id)
     ).all()
     report = []
-    for show_id, title, capacity, remaining, held_qty in rows:
-        held_qty = int(held_qty)
+    for show_id, title, capacity, remaining, held_qty, blocked_seats in rows:
+        held_qty = int(held_qty) + int(blocked_seats)  # a blocked seat is out of sale: not remaining
         report.append({
             "show_id": show_id, "title": title, "capacity": capacity, "remaining": remaining,
             "held": held_qty,
@@ -46,6 +55,64 @@ def show_report() -> list[dict]:
             "oversold": remaining < 0 or held_qty > capacity,
         })
     return report
+
+
+# A live reserved booking that does not hold exactly its seats: fewer rows in seat_holds naming it
+# for its own seats than its qty, or any row naming it for a seat it does not list.
+_BOOKINGS_NOT_HOLDING_THEIR_SEATS = text("""
+    SELECT b.id FROM bookings AS b JOIN shows AS s ON s.id = b.show_id AND s.seating = 'reserved'
+    WHERE b.seats_held AND b.qty <> (
+        SELECT count(*) FROM seat_holds AS h
+        WHERE h.booking_id = b.id AND h.show_id = b.show_id AND h.seat_id = ANY(b.seats))
+    UNION
+    SELECT h.booking_id FROM seat_holds AS h JOIN bookings AS b ON b.id = h.booking_id
+    WHERE NOT b.seats_held OR h.show_id <> b.show_id OR NOT h.seat_id = ANY(b.seats)
+""")
+_OVER_THE_LIMIT = text("""
+    SELECT b.show_id, b.customer_id, sum(b.qty) AS held, s.max_per_customer
+    FROM bookings AS b JOIN shows AS s ON s.id = b.show_id
+    WHERE b.seats_held AND s.max_per_customer IS NOT NULL
+    GROUP BY b.show_id, b.customer_id, s.max_per_customer HAVING sum(b.qty) > s.max_per_customer
+""")
+
+
+# A seat of a live booking that is not PAID: HELD, or SOLD while a paid booking's cancel is under way.
+_HELD_OR_SOLD = 255
+
+
+def seat_report() -> dict[str, list]:
+    """Invariants 7–9: seats held twice or wrongly, seat pages and categories that disagree with
+    the holds, customers over the limit."""
+    double_held = [f"booking {booking_id}" for booking_id in db.session.scalars(_BOOKINGS_NOT_HOLDING_THEIR_SEATS)]
+    categories = []
+    for show in db.session.scalars(select(Show).where(Show.seating == Seating.RESERVED).order_by(Show.id)):
+        seat_map = load_seat_map(show.seat_map_id)
+        holds = db.session.execute(
+            select(SeatHold.seat_id, SeatHold.booking_id, Booking.status)
+            .outerjoin(Booking, Booking.id == SeatHold.booking_id).where(SeatHold.show_id == show.id)).all()
+        states = db.session.scalar(select(ShowSeatStates.states).where(ShowSeatStates.show_id == show.id)) or b""
+        expected = bytearray(seat_map.seat_count)
+        taken: dict[str, int] = {}
+        for seat_id, booking_id, status in holds:
+            seat = seat_map.seat(seat_id)
+            if seat is None:
+                double_held.append(f"show {show.id}: seat {seat_id} is not on its map")
+                continue
+            expected[seat.index] = BLOCKED if booking_id is None else SOLD if status == BookingStatus.PAID else _HELD_OR_SOLD
+            taken[seat.category] = taken.get(seat.category, 0) + 1
+        for index, (want, shown) in enumerate(zip(expected, bytes(states))):
+            if (want == AVAILABLE) != (shown == AVAILABLE) or (want in (BLOCKED, SOLD) and shown != want) \
+                    or (want == _HELD_OR_SOLD and shown not in (HELD, SOLD)):
+                double_held.append(f"show {show.id}: seat {seat_map.seats[index].id} shows {shown}, holds say {want}")
+        if len(states) != seat_map.seat_count:
+            double_held.append(f"show {show.id}: its seat page has {len(states)} seats, its map {seat_map.seat_count}")
+        for category in db.session.scalars(select(ShowCategory).where(ShowCategory.show_id == show.id)):
+            if category.capacity - category.remaining != taken.get(category.name, 0):
+                categories.append(f"show {show.id} category {category.name}: {category.capacity - category.remaining} "
+                                  f"taken by its count, {taken.get(category.name, 0)} by its seats")
+    over = [f"show {row.show_id}: customer {row.customer_id} holds {row.held} > {row.max_per_customer}"
+            for row in db.session.execute(_OVER_THE_LIMIT)]
+    return {"seat_double_held": double_held, "category_mismatches": categories, "limit_exceeded": over}
 
 
 def expected_balance(status: str, amount: int) -> int:
@@ -141,6 +208,7 @@ class Report:
     mypage_mismatches: list[str]
     stuck: list[str]
     lost: list[str] = field(default_factory=list)
+    seats: dict = field(default_factory=dict)  # seat_report()
 
     @property
     def oversold(self) -> int:
@@ -172,14 +240,13 @@ class Report:
             "money_mismatches": self.money_mismatches,
             "issued_on_refunded": len(self.issued_on_refunded),
             "mypage_mismatches": len(self.mypage_mismatches),
+            **{name: len(found) for name, found in self.seats.items()},
         }
 
     @property
     def consistent(self) -> bool:
         counts = self.counts()
-        return all(counts[key] == 0 for key in (
-            "lost", "stuck", "oversold", "double_charges", "missing_refunds", "money_mismatches",
-            "issued_on_refunded", "mypage_mismatches"))
+        return all(counts[key] == 0 for key in counts if key not in ("bookings", "final_states"))
 
 
 def check(gateway, accepted_ids=()) -> Report:
@@ -196,6 +263,7 @@ def check(gateway, accepted_ids=()) -> Report:
         mypage_mismatches=mypage_mismatches(),
         stuck=unsettled_bookings(),
         lost=missing_bookings(accepted_ids) if accepted_ids else [],
+        seats=seat_report(),
     )
     # A charge at the gateway for a reference we have no booking for is money taken without a hold.
     known = set(db.session.scalars(select(Booking.id)))

@@ -6,7 +6,7 @@ of sale (not while a booking holds them)."""
 from __future__ import annotations
 
 from models import db
-from models.errors import Conflict, InvalidInput
+from models.errors import Conflict, InvalidInput, NotFound
 from models.mypage import refresh_show
 from models.seats import BLOCKED, hold_seats, load_seat_map, open_seats, release_seats
 from models.shows import Seating, Show, ShowCategory
@@ -39,7 +39,10 @@ def _reserved_show(fields: dict) -> Show:
     for name in GENERAL_ONLY:
         if fields.pop(name, None) is not None:
             raise InvalidInput("a reserved show is priced by category", {name: ["not with seat_map_id"]})
-    seat_map = load_seat_map(seat_map_id)
+    try:
+        seat_map = load_seat_map(seat_map_id)
+    except NotFound:
+        raise InvalidInput("no such seat map", {"seat_map_id": ["unknown seat map"]}) from None
     names = [category.name for category in seat_map.categories]
     if not isinstance(prices, dict) or set(prices) != set(names):
         missing, extra = sorted(set(names) - set(prices or {})), sorted(set(prices or {}) - set(names))

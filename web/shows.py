@@ -6,6 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from web.fields import Text
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from models import db
 from models.seating import MAX_CATEGORY, MAX_SEATS
@@ -107,7 +108,7 @@ class Shows(MethodView):
         """List shows, soonest first"""
         pagination_parameters.item_count = db.session.scalar(select(func.count()).select_from(Show))
         return db.session.scalars(
-            select(Show).order_by(Show.starts_at, Show.id)
+            select(Show).options(selectinload(Show.categories)).order_by(Show.starts_at, Show.id)
             .limit(pagination_parameters.page_size)
             .offset(pagination_parameters.first_item)
         ).all()

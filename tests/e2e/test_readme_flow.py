@@ -99,3 +99,39 @@ def test_a_newcomer_books_pays_issues_and_cancels_through_the_api(stack, api):
     rows = wait_until(my_page_converged, 120, 0.25, "the my page to show both bookings")
     assert rows[first]["show_title"] == "Hamlet"
     assert rows[second]["payment_status"] == "REFUNDED"
+
+
+def test_a_newcomer_makes_a_seat_map_and_books_a_pick_and_the_best_seats(stack, api):
+    """The README's reserved seating part: a map, a show priced by category, the seat page and
+    its ETag, a pick, the best two adjacent seats, and the limit."""
+    create_admin_with_the_cli(stack, "seats@example.com", "seats-password")
+    admin = bearer(token(api, "seats@example.com", "seats-password"))
+    api.post("/auth/register", json={"email": "lee@example.com", "password": "lee-password", "name": "Lee"})
+    lee = bearer(token(api, "lee@example.com", "lee-password"))
+
+    seat_map = api.post("/seat-maps", headers=admin, json={"name": "Concert hall", "sections": [
+        {"name": "Floor", "rows": [{"name": "A", "seats": 10, "category": "VIP"},
+                                   {"name": "B", "seats": [1, 2, 3, 5, 6], "category": "R"}]},
+        {"name": "Balcony", "rows": [{"name": "C", "seats": 12, "category": "S"}]}]})
+    assert seat_map.status_code == 201 and seat_map.json()["seat_count"] == 27
+    starts_at = (datetime.now(timezone.utc) + timedelta(days=90)).isoformat()
+    concert = api.post("/shows", headers=admin, json={
+        "title": "Concert", "venue": "Seoul Arts Center", "starts_at": starts_at, "seat_map_id": seat_map.json()["id"],
+        "prices": {"VIP": 150000, "R": 110000, "S": 80000}, "max_per_customer": 4}).json()
+    assert concert["seating"] == "reserved" and [c["name"] for c in concert["categories"]] == ["VIP", "R", "S"]
+    page = api.get(f"/shows/{concert['id']}/seats")
+    assert {seat["status"] for seat in page.json()["seats"]} == {"AVAILABLE"}
+    assert api.get(f"/shows/{concert['id']}/seats", headers={"If-None-Match": page.headers["ETag"]}).status_code == 304
+
+    def book(**form):
+        response = api.post("/bookings", headers=lee, json={"show_id": concert["id"], "payment_method": "tok_ok", **form})
+        assert response.status_code == 202, response.text
+        return response.json()["id"]
+    pick, best = book(seats=["1-1-5", "1-1-6"]), book(qty=2, category="S")
+    assert wait_for_booking(api, lee, pick, status="PAID")["amount"] == 300000
+    seats = wait_for_booking(api, lee, best, status="PAID")["seats"]
+    assert [seat["id"] for seat in seats] == ["2-1-1", "2-1-2"] and seats[0]["section"] == "Balcony"
+    assert api.get(f"/shows/{concert['id']}/seats").json()["seats"][4] == {
+        "id": "1-1-5", "section": "Floor", "row": "A", "number": 5, "category": "VIP", "status": "SOLD"}
+    over = book(qty=1, category="R")
+    assert wait_for_booking(api, lee, over, status="REJECTED")["reject_reason"] == "limit_exceeded"

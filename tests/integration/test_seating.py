@@ -64,6 +64,8 @@ def test_a_reserved_show_is_priced_by_every_category_of_its_map(client, admin_he
     base = {"title": "X", "venue": "Y", "starts_at": show["starts_at"], "seat_map_id": seat_map["id"]}
     for prices in ({"VIP": 1}, {**PRICES, "S": 1}):
         assert client.post("/shows", headers=admin_headers, json={**base, "prices": prices}).status_code == 422
+    unknown = client.post("/shows", headers=admin_headers, json={**base, "seat_map_id": "nope", "prices": PRICES})
+    assert unknown.status_code == 422 and "seat_map_id" in unknown.json["errors"]
     general = client.post("/shows", headers=admin_headers, json={**base, "seat_map_id": None, "capacity": 5, "price": 1})
     assert general.status_code == 201 and general.json["seating"] == "general"
 
@@ -184,3 +186,61 @@ def test_a_general_rejection_says_why_and_sales_wait_for_on_sale_at(client, cust
     assert client.patch(f"/shows/{show['id']}", headers=admin_headers, json={"on_sale_at": later}).status_code == 200
     early = book(customer, show["id"], qty=1)
     assert early.status_code == 409 and "not opened" in early.json["message"]
+
+
+def test_the_consistency_report_finds_a_seat_held_wrongly_and_a_customer_over_the_limit(
+        app, client, admin_headers, customer, reserved_show, wait_for):
+    show = reserved_show(max_per_customer=2)
+    booking_id = book_seats(client, customer, show["id"], seats=["1-1-1", "1-1-2"]).json["id"]
+    wait_for(booking_id, status="PAID")
+
+    def seat_counts():
+        counts = client.get("/admin/consistency", headers=admin_headers).json["counts"]
+        return {key: counts[key] for key in ("seat_double_held", "category_mismatches", "limit_exceeded")}
+    assert seat_counts() == {"seat_double_held": 0, "category_mismatches": 0, "limit_exceeded": 0}
+
+    from models import db
+    corrupt = [  # past every rule: a hold of a seat the booking does not list, and a third seat's qty
+        "INSERT INTO seat_holds (show_id, seat_id, booking_id) VALUES (:s, '1-1-3', :b)",
+        "UPDATE bookings SET qty = 3, seats = ARRAY['1-1-1', '1-1-2', '1-1-3'] WHERE id = :b",
+    ]
+    with app.app_context():
+        db.session.execute(text(corrupt[0]), {"s": show["id"], "b": booking_id})
+        db.session.commit()
+        found = seat_counts()
+        assert found["seat_double_held"] >= 2 and found["category_mismatches"] == 1  # the page and the count disagree
+        db.session.execute(text(corrupt[1]), {"s": show["id"], "b": booking_id})
+        db.session.commit()
+        assert seat_counts()["limit_exceeded"] == 1
+        db.session.execute(text("UPDATE bookings SET qty = 2, seats = ARRAY['1-1-1', '1-1-2'] WHERE id = :b"),
+                           {"b": booking_id})
+        db.session.execute(text("DELETE FROM seat_holds WHERE show_id = :s AND seat_id = '1-1-3'"), {"s": show["id"]})
+        db.session.commit()
+        db.session.remove()
+    assert seat_counts() == {"seat_double_held": 0, "category_mismatches": 0, "limit_exceeded": 0}
+
+
+def test_a_declined_payment_and_an_expired_hold_give_the_seats_back(app, client, customer, reserved_show, wait_for,
+                                                                    gateway):
+    show = reserved_show()
+    declined = book_seats(client, customer, show["id"], seats=["1-2-1", "1-2-2"], payment_method="tok_declined")
+    wait_for(declined.json["id"], status="PAYMENT_FAILED")
+    gateway.set_faults(outage=True)  # the charge cannot complete: the hold stays until its deadline
+    try:
+        held = book_seats(client, customer, show["id"], qty=2, category="R")
+        state = wait_for(held.json["id"], status="CONFIRMED")
+        from models import db
+        from services.expiry import expire_holds
+        with app.app_context():  # its hold deadline passes now, not in ten minutes
+            db.session.execute(text("UPDATE bookings SET hold_deadline = now() - interval '1 second' WHERE id = :b"),
+                               {"b": held.json["id"]})
+            db.session.commit()
+            assert expire_holds() >= 1
+            db.session.remove()
+        wait_for(held.json["id"], status="EXPIRED")
+    finally:
+        gateway.clear_faults()
+    assert set(seat_statuses(client, show["id"]).values()) == {"AVAILABLE"}
+    read = client.get(f"/shows/{show['id']}").json
+    assert read["remaining"] == 18 and all(c["remaining"] == c["capacity"] for c in read["categories"])
+    assert state["seats_held"]

@@ -244,3 +244,52 @@ def test_a_declined_payment_and_an_expired_hold_give_the_seats_back(app, client,
     read = client.get(f"/shows/{show['id']}").json
     assert read["remaining"] == 18 and all(c["remaining"] == c["capacity"] for c in read["categories"])
     assert state["seats_held"]
+
+
+def _at_once(count, call):
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(lambda _: call(), range(count)))
+
+
+def test_many_customers_picking_the_same_seats_at_once_leave_one_holder(app, new_customer, reserved_show, wait_for):
+    show = reserved_show()
+    customers = [new_customer() for _ in range(12)]
+    queue = list(customers)
+
+    def pick():
+        customer = queue.pop()
+        response = book_seats(app.test_client(), customer, show["id"], seats=["2-1-4", "2-1-5"])
+        assert response.status_code == 202, response.json
+        return customer, response.json["id"]
+    booked = _at_once(len(customers), pick)
+    finals = [_final(app, wait_for, booking_id) for _, booking_id in booked]
+    assert finals.count("PAID") == 1 and finals.count("REJECTED") == 11, finals
+    statuses = seat_statuses(app.test_client(), show["id"])
+    assert (statuses["2-1-4"], statuses["2-1-5"]) == ("SOLD", "SOLD")
+
+
+def test_one_customer_booking_many_times_at_once_never_exceeds_the_limit(app, customer, reserved_show, make_show,
+                                                                          admin_headers, wait_for):
+    reserved = reserved_show(max_per_customer=5)
+    general = make_show(capacity=50)
+    assert app.test_client().patch(f"/shows/{general['id']}", headers=admin_headers,
+                                   json={"max_per_customer": 5}).status_code == 200
+    for show, form in ((reserved, {"qty": 1, "category": "R"}), (general, {"qty": 1})):
+        ids = _at_once(16, lambda: book_seats(app.test_client(), customer, show["id"], **form).json["id"])
+        finals = [_final(app, wait_for, booking_id) for booking_id in ids]
+        assert finals.count("PAID") == 5 and finals.count("REJECTED") == 11, (show["seating"], finals)
+
+
+def _final(app, wait_for, booking_id):
+    from models import db
+    from models.bookings import Booking
+
+    def settled():
+        with app.app_context():
+            booking = db.session.get(Booking, booking_id)
+            done = booking.status in ("PAID", "REJECTED") and booking.payment.status in ("PAID", "NONE")
+            status = booking.status
+            db.session.remove()
+        return status if done else None
+    return wait_until(settled, 90, 0.1, f"booking {booking_id} to be PAID or REJECTED")

@@ -48,6 +48,9 @@ GATEWAY_TIMEOUT_S = 2  # the stack's read timeout of a gateway call (the slow-ga
 RESERVED_PRICES = {"VIP": 5000, "R": 4000, "S": 3000, "A": 2000}
 RESERVED_LIMIT = 4  # max_per_customer of the second reserved show: customers run into it
 BEST_AVAILABLE_SHARE = 0.7  # of the reserved bookings; the rest are picks
+# Who picks goes for the best seats left (the page lists seats in quality order): picks collide
+# with each other and with best available, as on a real on-sale, not only when a hall is full.
+PICK_AMONG_BEST = 12
 
 
 def chaos_hall() -> dict:
@@ -552,12 +555,12 @@ class Chaos:
 
 def pick_seats(seats: list[dict], qty: int, rnd: random.Random) -> list[str]:
     """A customer's pick from a seat page: up to `qty` seats side by side (consecutive numbers in
-    one row), starting at a random AVAILABLE seat. With none left, any seat: the pick is REJECTED
-    as seat_taken, which is worth exercising too."""
+    one row), starting at one of the best AVAILABLE seats. With none left, any seat: the pick is
+    REJECTED as seat_taken, which is worth exercising too."""
     available = [index for index, seat in enumerate(seats) if seat["status"] == "AVAILABLE"]
     if not available:
         return [rnd.choice(seats)["id"]]
-    start = rnd.choice(available)
+    start = rnd.choice(available[:PICK_AMONG_BEST])
     picked = [seats[start]]
     for seat in seats[start + 1:]:
         last = picked[-1]

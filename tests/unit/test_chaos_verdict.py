@@ -6,7 +6,7 @@ import random
 from types import SimpleNamespace
 
 from chaos.harness import (
-    RESERVED_PRICES, Chaos, chaos_hall, passed, pick_seats, report_counts, seat_page_disagreements,
+    PICK_AMONG_BEST, RESERVED_PRICES, Chaos, chaos_hall, passed, pick_seats, report_counts, seat_page_disagreements,
 )
 from models.seating import parse_seat_map
 
@@ -108,6 +108,12 @@ def test_a_pick_is_seats_side_by_side_that_were_available():
     gap = page("aaaa", number_of=lambda i: [1, 2, 5, 6][i])
     assert all(len(pick_seats(gap, 4, random.Random(seed))) <= 2 for seed in range(20))  # 2 and 5 are not adjacent
     assert len(pick_seats(page("hs"), 2, random.Random(1))) == 1  # nothing free: a pick that will be refused
+
+
+def test_picks_go_for_the_best_seats_left():
+    seats = page("h" * 5 + "a" * 100)
+    starts = {int(pick_seats(seats, 1, random.Random(seed))[0].split("-")[-1]) for seed in range(200)}
+    assert starts <= set(range(6, 6 + PICK_AMONG_BEST)) and len(starts) > 1
 
 
 def booking(booking_id, status, seats, qty=None):

@@ -5,13 +5,17 @@ and the whole stack on top with `stack.supervisor.Stack`, exactly as the run com
 
 1. a workload of N bookings from many customers over several shows (some with a declined card,
    some cancelled soon after), through the HTTP API, retrying with the same Idempotency-Key when
-   the API itself is down;
+   the API itself is down. A share of them go to reserved shows on one seat map (SPEC §8): mostly
+   best available in a random category, the rest picks of seats the seat page showed AVAILABLE a
+   moment before (so picks collide, as real ones do); one of those shows has a purchase limit;
 2. meanwhile, faults on a schedule: worker processes and pool children SIGKILLed mid-task, Redis
    restarted empty, PostgreSQL restarted, the gateway driven through errors, timeouts and an outage;
 3. the faults stop; the harness waits until the system is quiet (every booking final with no
    charge or refund under way, the my page converged) or the quiet timeout passes;
-4. it checks SPEC §4 against the database and the gateway's own ledger (models/consistency.py),
-   prints a summary, and as its last line one JSON object. Exit status 0 only if all counts are 0.
+4. it checks SPEC §4 and §8 against the database and the gateway's own ledger
+   (models/consistency.py), and the seat page of each reserved show against the seats of its
+   live bookings, from the API; it prints a summary, and as its last line one JSON object. Exit
+   status 0 only if all counts are 0 (every count the report has, whatever it adds later).
 
 Everything talks to 127.0.0.1 only; the whole run is bounded by --time-limit and stops by itself.
 """
@@ -41,6 +45,33 @@ log = logging.getLogger("chaos")
 
 GATEWAY_TIMEOUT_S = 2  # the stack's read timeout of a gateway call (the slow-gateway fault outlasts it)
 
+RESERVED_PRICES = {"VIP": 5000, "R": 4000, "S": 3000, "A": 2000}
+RESERVED_LIMIT = 4  # max_per_customer of the second reserved show: customers run into it
+BEST_AVAILABLE_SHARE = 0.7  # of the reserved bookings; the rest are picks
+# Who picks goes for the best seats left (the page lists seats in quality order): picks collide
+# with each other and with best available, as on a real on-sale, not only when a hall is full.
+PICK_AMONG_BEST = 12
+
+
+def chaos_hall() -> dict:
+    """The seat map of the reserved shows: 314 seats in three sections and four categories, with
+    rows whose numbering has gaps (an aisle, a pillar) and seats whose category differs from their
+    row's, so best available meets rows where the adjacent blocks are short."""
+    def row(name, category, seats):
+        return {"name": name, "category": category, "seats": seats}
+    aisle = [*range(1, 9), *range(11, 21)]  # no seats 9 and 10
+    pillar = [*range(1, 6), *range(8, 21)]  # no seats 6 and 7
+    return {"name": "Chaos hall", "sections": [
+        {"name": "Floor", "rows": [
+            row("A", "VIP", 20), row("B", "VIP", 20), row("C", "R", 20), row("D", "R", 20),
+            row("E", "R", aisle)]},
+        {"name": "Balcony", "rows": [
+            row("F", "S", [*range(1, 20), {"number": 20, "category": "A"}]), row("G", "S", 20),
+            row("H", "S", pillar), row("I", "A", 20), row("J", "A", 20), row("K", "A", 20),
+            row("L", "A", 20), row("M", "A", 20)]},
+        {"name": "Gallery", "rows": [row("N", "A", 20), row("O", "A", 20), row("P", "A", aisle)]},
+    ]}
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -51,7 +82,9 @@ def free_port() -> int:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bookings", type=int, default=2000, help="bookings to make (default 2000)")
-    parser.add_argument("--shows", type=int, default=10, help="shows to spread them over")
+    parser.add_argument("--shows", type=int, default=10, help="general admission shows to spread them over")
+    parser.add_argument("--reserved-share", type=float, default=0.3,
+                        help="share of the bookings that go to the two reserved shows")
     parser.add_argument("--customers", type=int, default=60)
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
     parser.add_argument("--oversubscribe", type=float, default=1.3,
@@ -108,6 +141,8 @@ class Chaos:
         self.args = args
         self.random = random.Random(args.seed)
         self.accepted: list[str] = []
+        self.reserved_accepted: list[tuple[str, str, str]] = []  # (booking, show, "pick" or "best")
+        self.reserved_outcomes: dict[str, Counter] = {}  # "pick" / "best" -> final status or reject reason
         self.accepted_lock = threading.Lock()
         self.cancels = Counter()
         self.faults: Counter = Counter()          # fault type -> times it fired
@@ -117,6 +152,7 @@ class Chaos:
         self.workload_done = threading.Event()
         self.stop_faults = threading.Event()
         self.errors: list[str] = []
+        self.seat_problems: list[str] = []
         self.started = time.monotonic()
 
     # -- setup --------------------------------------------------------------------------------
@@ -186,7 +222,8 @@ class Chaos:
                                      json_body={"email": email, "password": "password-1", "name": f"C{i}"})
             assert response.status_code == 201, response.text
             self.customers.append(self._token(email, "password-1"))
-        seats_asked = self.args.bookings * 2  # qty is 1..3, mean 2
+        general_share = 1 - self.args.reserved_share
+        seats_asked = self.args.bookings * general_share * 2  # qty is 1..3, mean 2
         capacity = max(1, int(seats_asked / self.args.oversubscribe / self.args.shows))
         starts_at = (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()
         self.shows = []
@@ -196,6 +233,21 @@ class Chaos:
                 "price": 1000 + i, "capacity": capacity})
             assert response.status_code == 201, response.text
             self.shows.append(response.json()["id"])
+        self.prepare_reserved(starts_at)
+
+    def prepare_reserved(self, starts_at):
+        """One seat map and two reserved shows on it, the second with a purchase limit."""
+        response = self.api.call("POST", "/seat-maps", headers=self.admin, json_body=chaos_hall())
+        assert response.status_code == 201, response.text
+        seat_map = response.json()
+        self.categories = [category["name"] for category in seat_map["categories"]]
+        self.reserved_shows = []
+        for i, limit in enumerate((None, RESERVED_LIMIT)):
+            response = self.api.call("POST", "/shows", headers=self.admin, json_body={
+                "title": f"Chaos reserved {i}", "venue": "Chaos hall", "starts_at": starts_at,
+                "seat_map_id": seat_map["id"], "prices": RESERVED_PRICES, "max_per_customer": limit})
+            assert response.status_code == 201, response.text
+            self.reserved_shows.append(response.json()["id"])
 
     def _token(self, email, password):
         response = self.api.call("POST", "/auth/token", json_body={"email": email, "password": password})
@@ -234,14 +286,21 @@ class Chaos:
     def one_booking(self, rnd):
         customer = rnd.choice(self.customers)
         method = "tok_declined" if rnd.random() < self.args.decline_rate else "tok_ok"
+        reserved = rnd.random() < self.args.reserved_share
+        if reserved:
+            form = self.reserved_form(rnd)
+        else:
+            form = {"show_id": rnd.choice(self.shows), "qty": rnd.randint(1, 3)}
+        # One key for every attempt: a retry after a 5xx or a dropped connection is the same booking.
         headers = {**customer, "Idempotency-Key": secrets.token_hex(12)}
-        response = self.api.call("POST", "/bookings", headers=headers, json_body={
-            "show_id": rnd.choice(self.shows), "qty": rnd.randint(1, 3), "payment_method": method})
+        response = self.api.call("POST", "/bookings", headers=headers, json_body={**form, "payment_method": method})
         if response.status_code != 202:
             raise RuntimeError(f"booking not accepted: {response.status_code} {response.text[:200]}")
         booking_id = response.json()["id"]
         with self.accepted_lock:
             self.accepted.append(booking_id)
+            if reserved:
+                self.reserved_accepted.append((booking_id, form["show_id"], "pick" if "seats" in form else "best"))
         if rnd.random() < self.args.cancel_rate:
             time.sleep(rnd.uniform(0, 1.5))  # cancel at any point of the lifecycle
             slow = self.slow_gateway.is_set()
@@ -250,6 +309,18 @@ class Chaos:
             if slow and answer.status_code == 202:
                 with self.accepted_lock:
                     self.slow_gateway_bookings.append(booking_id)
+
+    def reserved_form(self, rnd) -> dict:
+        """Best available (a random category, 1..4 seats) or a pick of 1..4 seats side by side
+        that the seat page showed AVAILABLE just now: other clients may take them meanwhile."""
+        show_id = rnd.choice(self.reserved_shows)
+        qty = rnd.randint(1, 4)
+        if rnd.random() < BEST_AVAILABLE_SHARE:
+            return {"show_id": show_id, "qty": qty, "category": rnd.choice(self.categories)}
+        page = self.api.call("GET", f"/shows/{show_id}/seats", ok=(200,))
+        if page.status_code != 200:
+            raise RuntimeError(f"seat page: {page.status_code} {page.text[:200]}")
+        return {"show_id": show_id, "seats": pick_seats(page.json()["seats"], qty, rnd)}
 
     # -- faults -------------------------------------------------------------------------------
     def fault_schedule(self):
@@ -374,12 +445,45 @@ class Chaos:
             time.sleep(5)
         return report
 
+    def seat_page_problems(self) -> list[str]:
+        """From the API, as a customer would see it: every reserved show's seat page against the
+        seats of its live bookings. The page may be about a second behind (SPEC §8), so a
+        disagreement is looked at again a few times before it counts."""
+        problems: list[str] = []
+        for attempt in range(4):
+            if attempt:
+                time.sleep(2)
+            bookings = {show_id: [] for show_id in self.reserved_shows}
+            outcomes: dict[str, Counter] = {"pick": Counter(), "best": Counter()}
+            problems = []
+            for booking_id, show_id, kind in self.reserved_accepted:
+                response = self.api.call("GET", f"/bookings/{booking_id}", headers=self.admin, ok=(200,))
+                if response.status_code != 200:
+                    problems.append(f"booking {booking_id}: HTTP {response.status_code}")
+                    continue
+                booking = response.json()
+                bookings[show_id].append(booking)
+                outcomes[kind][booking.get("reject_reason") or booking["status"]] += 1
+            for show_id, show_bookings in bookings.items():
+                page = self.api.call("GET", f"/shows/{show_id}/seats", ok=(200,))
+                if page.status_code != 200:
+                    problems.append(f"show {show_id}: seat page HTTP {page.status_code}")
+                    continue
+                problems += [f"show {show_id}: {problem}"
+                             for problem in seat_page_disagreements(page.json()["seats"], show_bookings)]
+            self.reserved_outcomes = outcomes
+            if not problems:
+                break
+            log.info("seat pages disagree with the bookings (%d), looking again", len(problems))
+        return problems
+
     def run(self) -> dict:
         hard_deadline = self.started + self.args.time_limit
         self.start()
         self.prepare()
-        log.info("workload: %d bookings over %d shows by %d customers", self.args.bookings,
-                 len(self.shows), len(self.customers))
+        log.info("workload: %d bookings over %d general and %d reserved shows (%.0f%% of the bookings) "
+                 "by %d customers", self.args.bookings, len(self.shows), len(self.reserved_shows),
+                 self.args.reserved_share * 100, len(self.customers))
         faults = threading.Thread(target=self.faults_loop, name="faults", daemon=True)
         faults.start()
         work = threading.Thread(target=self.workload, name="workload", daemon=True)
@@ -395,6 +499,7 @@ class Chaos:
         if report is None:
             raise RuntimeError("the system never answered a consistency check")
         counts = report.counts()
+        self.seat_problems = self.seat_page_problems()
         result = {
             "bookings": len(self.accepted),
             "final_states": counts["final_states"],
@@ -402,14 +507,11 @@ class Chaos:
             "faults_by_type": dict(self.faults),
             "faults_missed": self.faults_missed(),
             "cancelled_while_gateway_slow": len(self.slow_gateway_bookings),
-            "lost": counts["lost"],
-            "stuck": counts["stuck"],
-            "oversold": counts["oversold"],
-            "double_charges": counts["double_charges"],
-            "missing_refunds": counts["missing_refunds"],
-            "money_mismatches": counts["money_mismatches"],
-            "issued_on_refunded": counts["issued_on_refunded"],
-            "mypage_mismatches": counts["mypage_mismatches"],
+            "reserved_bookings": len(self.reserved_accepted),
+            "reserved_outcomes": {kind: dict(outcomes) for kind, outcomes in self.reserved_outcomes.items()},
+            # Every count of the report, the ones it gains later too: passed() wants each of them 0.
+            **report_counts(counts),
+            "seat_page_mismatches": len(self.seat_problems),
             "workload_errors": len(self.errors),
             "not_accepted": self.args.bookings - len(self.accepted) if not work.is_alive() else None,
             "seconds": round(time.monotonic() - self.started),
@@ -431,6 +533,13 @@ class Chaos:
         print(f"cancelled while the gateway was slower than the client timeout: "
               f"{result['cancelled_while_gateway_slow']}")
         print(f"final states: {result['final_states']}")
+        print(f"reserved: {result['reserved_bookings']} bookings on {len(self.reserved_shows)} shows; outcomes "
+              + "; ".join(f"{kind}: {outcomes}" for kind, outcomes in result["reserved_outcomes"].items()))
+        print("report counts: " + ", ".join(f"{key} {value}" for key, value in
+                                            report_counts(report.counts()).items()))
+        print(f"seat page mismatches: {result['seat_page_mismatches']}")
+        for problem in self.seat_problems[:10]:
+            print(f"  seat page: {problem}")
         print(f"workload + faults took {workload_s:.0f}s, whole run {result['seconds']}s")
         print(f"shows: {sum(1 for s in report.shows if s['agrees'])}/{len(report.shows)} agree "
               f"(capacity, remaining, held)")
@@ -442,6 +551,54 @@ class Chaos:
             print(f"  lost: {booking_id}")
         print(f"logs: {self.stack.logs_dir}" if self.args.keep or self.args.data_dir else "")
         sys.stdout.flush()
+
+
+def pick_seats(seats: list[dict], qty: int, rnd: random.Random) -> list[str]:
+    """A customer's pick from a seat page: up to `qty` seats side by side (consecutive numbers in
+    one row), starting at one of the best AVAILABLE seats. With none left, any seat: the pick is
+    REJECTED as seat_taken, which is worth exercising too."""
+    available = [index for index, seat in enumerate(seats) if seat["status"] == "AVAILABLE"]
+    if not available:
+        return [rnd.choice(seats)["id"]]
+    start = rnd.choice(available[:PICK_AMONG_BEST])
+    picked = [seats[start]]
+    for seat in seats[start + 1:]:
+        last = picked[-1]
+        if (len(picked) == qty or seat["status"] != "AVAILABLE" or (seat["section"], seat["row"]) !=
+                (last["section"], last["row"]) or seat["number"] != last["number"] + 1):
+            break
+        picked.append(seat)
+    return [seat["id"] for seat in picked]
+
+
+LIVE_SEAT_STATUS = {"CONFIRMED": "HELD", "PAID": "SOLD"}  # a live booking's status -> its seats' status
+
+
+def seat_page_disagreements(seats: list[dict], bookings: list[dict]) -> list[str]:
+    """Where a reserved show's seat page and its bookings (as GET /bookings/{id} answers) disagree:
+    a seat in two live bookings, a live booking without its qty seats, a seat HELD or SOLD that no
+    live booking has, or a live booking's seat shown in another status than the booking's."""
+    problems = []
+    owner: dict[str, dict] = {}
+    for booking in bookings:
+        if booking["status"] not in LIVE_SEAT_STATUS:
+            continue
+        seat_ids = [seat["id"] for seat in booking.get("seats") or ()]
+        if len(seat_ids) != booking["qty"]:
+            problems.append(f"booking {booking['id']} ({booking['status']}, qty {booking['qty']}) has seats {seat_ids}")
+        for seat_id in seat_ids:
+            if seat_id in owner:
+                problems.append(f"seat {seat_id} in bookings {owner[seat_id]['id']} and {booking['id']}")
+            owner[seat_id] = booking
+    for seat in seats:
+        booking = owner.pop(seat["id"], None)
+        if booking is None:
+            if seat["status"] in ("HELD", "SOLD"):
+                problems.append(f"seat {seat['id']} is {seat['status']} with no live booking")
+        elif seat["status"] != LIVE_SEAT_STATUS[booking["status"]]:
+            problems.append(f"seat {seat['id']} is {seat['status']}, its booking {booking['id']} {booking['status']}")
+    problems += [f"seat {seat_id} of booking {booking['id']} is not on the page" for seat_id, booking in owner.items()]
+    return problems
 
 
 def _psycopg(url: str) -> str:
@@ -467,7 +624,7 @@ def main(argv=None) -> int:
         result = {"bookings": len(chaos.accepted), "final_states": {}, "faults": sum(chaos.faults.values()),
                   "error": repr(error), "lost": None, "stuck": None, "oversold": None,
                   "double_charges": None, "missing_refunds": None, "issued_on_refunded": None,
-                  "mypage_mismatches": None}
+                  "mypage_mismatches": None, "seat_page_mismatches": None}
     finally:
         try:
             chaos.stop()
@@ -478,13 +635,31 @@ def main(argv=None) -> int:
     return 0 if passed(result) else 1
 
 
+# Counts every result has; a missing one fails the run.
 ZERO_KEYS = ("lost", "stuck", "oversold", "double_charges", "missing_refunds", "money_mismatches",
-             "issued_on_refunded", "mypage_mismatches", "workload_errors", "not_accepted")
+             "issued_on_refunded", "mypage_mismatches", "seat_page_mismatches", "workload_errors", "not_accepted")
+# The numbers of a result that are not counts of problems. Every other number is one, so a count
+# the consistency report gains (seat_double_held, limit_exceeded, ...) is in the verdict the
+# moment it is in the report, with no list here to forget to update.
+NOT_COUNTS = frozenset({"bookings", "faults", "seconds", "cancelled_while_gateway_slow", "reserved_bookings"})
+
+
+def report_counts(counts: dict) -> dict:
+    """The consistency report's counts of problems (not its totals)."""
+    return {key: value for key, value in counts.items() if key not in ("bookings", "final_states")}
+
+
+def counted_keys(result: dict) -> list[str]:
+    """The keys of a result that must be 0: ZERO_KEYS, and every other number but NOT_COUNTS (a
+    None is a count that could not be made, and fails too)."""
+    others = [key for key, value in result.items() if key not in NOT_COUNTS and key not in ZERO_KEYS
+              and (value is None or (isinstance(value, int) and not isinstance(value, bool)))]
+    return [*ZERO_KEYS, *others]
 
 
 def passed(result: dict) -> bool:
     """Every count 0, every booking asked for accepted, and every scheduled fault type fired."""
     return ("error" not in result
-            and all(result.get(key) == 0 for key in ZERO_KEYS)
+            and all(result.get(key) == 0 for key in counted_keys(result))
             and result.get("faults_missed") == []
             and result.get("faults", 0) > 0)

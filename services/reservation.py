@@ -46,12 +46,13 @@ def reserve(show_id: str, batch_limit: int = BATCH_LIMIT) -> str:
                 return "no such show"
             pending = uow.lock_pending(show_id, batch_limit)
             now = utc_now()
-            held = seats_held_by(show_id, [each.customer_id for each in pending]) if show.max_per_customer else {}
+            customers = [each.customer_id for each in pending]
+            held_by_customer = seats_held_by(show_id, customers) if show.max_per_customer else {}
             decide = reserve_seats_in_seq_order if show.reserved else reserve_in_seq_order
-            decisions = decide(show, pending, now, held) if pending else []
+            decisions = decide(show, pending, now, held_by_customer) if pending else []
             apply_reservations(decisions, hold_deadline_from(now, hold_minutes), now)
-            held = [each.id for each in decisions if each.holds_seats]
-            uow.then("payments.charge", held)
+            confirmed = [each.id for each in decisions if each.holds_seats]
+            uow.then("payments.charge", confirmed)
             uow.commit()
         for each in decisions:
             log.info("booking %s %s", each.id, each.status, extra={"booking_id": each.id, "outcome": each.status})

@@ -2,7 +2,8 @@
 their states, from the read model (models/seats.py show_seat_states, one row: a version and one
 byte per seat), never from the bookings.
 
-The answer is built once per show and version in each API process: the seats' fixed part (id,
+The answer is built once per show and version in each API process (the latest version of a few
+shows is kept): the seats' fixed part (id,
 section, row, number, category) is rendered once per map, and a new version only joins each
 seat's fragment with its state. A client that sends the version it has (If-None-Match) gets 304,
 with no body at all.
@@ -19,10 +20,11 @@ from models.seats import STATUS_NAMES, load_seat_map, seat_states
 from models.shows import get_show
 
 _fragments: dict[str, list[str]] = {}   # seat map id -> each seat's JSON up to its status
-_pages: dict[tuple[str, int], bytes] = {}  # (show id, version) -> the page
+_pages: dict[str, tuple[int, bytes]] = {}  # show id -> its latest page rendered here (version, body)
 _seat_map_of: dict[str, str] = {}       # show id -> its seat map (it never changes)
 _lock = threading.Lock()
-PAGES_KEPT = 32
+# A 100,000-seat page is about 10 MB: keep the latest of a few shows only.
+PAGES_KEPT = 8
 
 
 def seat_page(show_id: str, if_none_match) -> Response:
@@ -37,9 +39,8 @@ def seat_page(show_id: str, if_none_match) -> Response:
     headers = {"ETag": f'"{etag}"', "Cache-Control": "no-cache"}
     if if_none_match and if_none_match.contains(etag):
         return Response(status=304, headers=headers)
-    body = _pages.get((show_id, version))
-    if body is None:
-        body = _render(show_id, version, seat_map_id, states)
+    cached = _pages.get(show_id)
+    body = cached[1] if cached and cached[0] == version else _render(show_id, version, seat_map_id, states)
     return Response(body, status=200, mimetype="application/json", headers=headers)
 
 
@@ -55,7 +56,8 @@ def _render(show_id: str, version: int, seat_map_id: str, states: bytes) -> byte
     seats = ", ".join(fragment + names[state] for fragment, state in zip(fragments, states))
     body = ('{"show_id": %s, "version": %d, "seats": [%s]}' % (json.dumps(show_id), version, seats)).encode()
     with _lock:
+        _pages.pop(show_id, None)
         if len(_pages) >= PAGES_KEPT:
             _pages.pop(next(iter(_pages)))
-        _pages[(show_id, version)] = body
+        _pages[show_id] = (version, body)
     return body

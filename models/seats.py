@@ -71,7 +71,7 @@ def create_seat_map(body: dict) -> tuple[SeatMapRecord, SeatMap]:
 
 _maps: dict[str, SeatMap] = {}
 _maps_lock = threading.Lock()
-MAPS_CACHED = 64
+MAPS_CACHED = 16  # a parsed 100,000-seat map is some tens of MB
 
 
 def _cache(seat_map_id: str, seat_map: SeatMap) -> None:

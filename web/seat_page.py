@@ -47,6 +47,8 @@ def seat_page(show_id: str, if_none_match) -> Response:
 def _render(show_id: str, version: int, seat_map_id: str, states: bytes) -> bytes:
     fragments = _fragments.get(seat_map_id)
     if fragments is None:
+        if len(_fragments) >= PAGES_KEPT:
+            _fragments.pop(next(iter(_fragments)), None)
         fragments = _fragments[seat_map_id] = [
             '{"id": %s, "section": %s, "row": %s, "number": %d, "category": %s, "status": "' % (
                 json.dumps(seat.id), json.dumps(seat.section), json.dumps(seat.row), seat.number,

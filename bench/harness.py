@@ -168,18 +168,6 @@ class BenchStack:
             db.session.commit()
             return show.id
 
-    def create_reserved_show(self, seat_map_body: dict, prices: dict[str, int], max_per_customer: int | None) -> str:
-        """A seat map and a reserved show on it, through the services the API uses."""
-        from services.seat_maps import add_seat_map
-        from services.shows import create_show
-        from models.database import utc_now
-        with self.app.app_context():
-            seat_map = add_seat_map(seat_map_body)
-            show = create_show({"title": f"Seated rush {uuid.uuid4().hex[:8]}", "venue": "Bench Hall",
-                                "starts_at": utc_now() + timedelta(days=30), "seat_map_id": seat_map.id,
-                                "prices": prices, "max_per_customer": max_per_customer})
-            return show.id
-
     # -- process memory
     def rss_mb(self, name: str) -> float:
         """Resident memory of a stack process and everything it forked, in MB."""
@@ -458,9 +446,23 @@ def fetch_page(bench: BenchStack, show_id: str) -> bytes:
         return response.read()
 
 
+def add_seated_show(seats: int, max_per_customer: int | None = None, seed: int = 6) -> str:
+    """The seated rush's hall and a reserved show on it, through the services the API uses (in
+    the caller's app context; also the profilers' show). Returns the show's id."""
+    from models.database import utc_now
+    from services.seat_maps import add_seat_map
+    from services.shows import create_show
+    seat_map = add_seat_map(seat_map_body(seats, random.Random(seed)))
+    show = create_show({"title": f"Seated rush {uuid.uuid4().hex[:8]}", "venue": "Bench Hall",
+                        "starts_at": utc_now() + timedelta(days=30), "seat_map_id": seat_map.id,
+                        "prices": {name: price for name, _, _, price in CATEGORIES},
+                        "max_per_customer": max_per_customer})
+    return show.id
+
+
 def seated_show(bench: BenchStack, seats: int, max_per_customer: int | None) -> str:
-    body = seat_map_body(seats, random.Random(bench.options.seed))
-    return bench.create_reserved_show(body, {name: price for name, _, _, price in CATEGORIES}, max_per_customer)
+    with bench.app.app_context():
+        return add_seated_show(seats, max_per_customer, bench.options.seed)
 
 
 def seated_rush(bench: BenchStack, show_id: str, requests: int, customers: int, pollers: int,

@@ -82,9 +82,10 @@ def run(args) -> dict:
         db.session.commit()
         token = create_access_token(identity=customer.id, additional_claims={"role": Role.CUSTOMER})
         if args.seats:  # nothing decides these bookings: the seats need not suffice
-            from bench.profile_reservation import reserved_show
-            show = reserved_show(args.seats)
-        show_id = show.id
+            from bench.harness import add_seated_show
+            show_id = add_seated_show(args.seats)
+        else:
+            show_id = show.id
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
     body = {"show_id": show_id, "qty": 1, "payment_method": "tok_ok", **({"category": "S"} if args.seats else {})}

@@ -95,16 +95,10 @@ def run(args) -> list[dict]:
 
 
 def reserved_show(seats: int):
-    from bench.harness import CATEGORIES, seat_map_body
+    from bench.harness import add_seated_show
     from models import db
     from models.shows import Show
-    from services.seat_maps import add_seat_map
-    from services.shows import create_show
-    seat_map_id = add_seat_map(seat_map_body(seats, random.Random(6))).id
-    show = create_show({"title": "profile seated", "venue": "here", "seat_map_id": seat_map_id,
-                        "starts_at": datetime.now(timezone.utc) + timedelta(days=3),
-                        "prices": {name: price for name, _, _, price in CATEGORIES}})
-    return db.session.get(Show, show.id)
+    return db.session.get(Show, add_seated_show(seats))
 
 
 def seated_asks(show):

@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import random
 import sys
 import time
-from datetime import datetime, timedelta, timezone
 
 from bench.profile_request import scratch_database
 
@@ -37,21 +35,18 @@ def main(argv: list[str]) -> None:
 def run(args) -> dict:
     from flask_migrate import upgrade
 
-    from bench.harness import CATEGORIES, seat_map_body
+    from bench.harness import add_seated_show
     from models import db
-    from models.seats import hold_seats, load_seat_map
-    from services.seat_maps import add_seat_map
-    from services.shows import create_show
+    from models.seats import flush_seat_states, hold_seats, load_seat_map
+    from models.shows import get_show
     from web import create_app
 
     app = create_app()
     with app.app_context():
         upgrade()
-        seat_map_id = add_seat_map(seat_map_body(args.seats, random.Random(6))).id
-        show = create_show({"title": "profile", "venue": "here", "seat_map_id": seat_map_id,
-                            "starts_at": datetime.now(timezone.utc) + timedelta(days=3),
-                            "prices": {name: price for name, _, _, price in CATEGORIES}})
-        show_id, seat_ids = show.id, [seat.id for seat in load_seat_map(seat_map_id).seats]
+        show_id = add_seated_show(args.seats)
+        seat_map_id = get_show(show_id).seat_map_id
+        seat_ids = [seat.id for seat in load_seat_map(seat_map_id).seats]
     client = app.test_client()
     path = f"/shows/{show_id}/seats"
     size = 0
@@ -62,7 +57,6 @@ def run(args) -> dict:
         # Straight to the seat rows (blocked: no booking needed); the page's read model follows.
         with app.app_context():
             hold_seats(show_id, load_seat_map(seat_map_id), {None: (seat_ids[index],)})
-            from models.seats import flush_seat_states
             flush_seat_states(db.session)
             db.session.commit()
 

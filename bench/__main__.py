@@ -2,7 +2,10 @@
 
 rush       the on-sale rush (default 20,000 requests for 5,000 seats from 1,000 customers at 64
            connections) and the three baselines, in one run on one stack; prints a table and
-           writes bench-results/rush-TIMESTAMP.json
+           writes bench-results/rush-TIMESTAMP.json. With --seated: the rush on a reserved show
+           (a 5,000-seat map, 2,000 customers, best available and picks from the seat page,
+           which is polled meanwhile), plus the bare JSON baseline; --with-general runs the
+           general rush first, in the same run, for the seated ÷ general ratio
 baselines  only the baselines
 scale      rushes of 1k, 5k, 20k and 50k bookings (seats = bookings / 4): how time grows
 soak       a long run (default 100,000 bookings in rushes of 10,000) with API and worker memory
@@ -30,7 +33,13 @@ TARGETS = {
     "oversold": ("==", 0),
     "fairness_violations": ("==", 0),
     "ledger_mismatches": ("==", 0),
+    "ratio_seat_page_vs_bare_json": (">=", 0.5),
+    "double_held": ("==", 0),
+    "seat_page_mismatches": ("==", 0),
+    "limit_violations": ("==", 0),
 }
+CORRECTNESS = ("oversold", "fairness_violations", "ledger_mismatches", "double_held", "seat_page_mismatches",
+               "limit_violations")
 
 ROWS = [
     ("cores", "CPU cores"), ("requests", "booking requests"), ("seats", "seats"),
@@ -53,13 +62,32 @@ ROWS = [
     ("loadgen_cpu_pct", "load generator CPU (% of a core)"),
 ]
 
+SEATED_ROWS = [
+    ("seat_page_rps", "seat page answers/s during the rush (200 and 304)"),
+    ("seat_page_full_rps", "seat page full answers/s during the rush (200)"),
+    ("seat_page_p99_ms", "seat page p99 during the rush (ms)"),
+    ("seat_conflicts", "picks refused: seat_taken"),
+    ("picks_not_sent", "picks not sent (the page showed no free seat)"),
+    ("double_held", "seats held twice (seat_holds vs bookings)"),
+    ("seat_page_mismatches", "seats the final page shows otherwise than seat_holds"),
+    ("limit_violations", "customers over max_per_customer"),
+    ("stranded_single_seats", "single free seats between taken ones (final page)"),
+    ("seats_available_at_end", "seats left AVAILABLE"),
+    ("general_settled_per_s", "general rush settled bookings/s (same run)"),
+    ("bare_json_rps", "(d) bare Flask JSON page req/s"),
+    ("seat_page_alone_rps", "seat page alone, idle stack, req/s"),
+    ("ratio_settled_seated_vs_general", "seated settled/s / general settled/s"),
+    ("ratio_seat_page_vs_bare_json", "seat page answers/s in the rush / (d)"),
+    ("ratio_seat_page_alone_vs_bare_json", "seat page alone / (d)"),
+]
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=("rush", "baselines", "scale", "soak"))
     parser.add_argument("--requests", type=int, default=20_000, help="booking requests in the rush")
     parser.add_argument("--seats", type=int, default=5_000)
-    parser.add_argument("--customers", type=int, default=1_000)
+    parser.add_argument("--customers", type=int, default=None, help="default 1,000 (2,000 with --seated)")
     parser.add_argument("--concurrency", type=int, default=64, help="HTTP connections (and hot-row connections)")
     parser.add_argument("--workers", type=int, default=2, help="Celery concurrency per worker (stack default)")
     parser.add_argument("--web-concurrency", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")),
@@ -77,6 +105,14 @@ def parse_args(argv=None):
     parser.add_argument("--no-baselines", action="store_true", help="rush only")
     parser.add_argument("--env-servers", action="store_true",
                         help="use DATABASE_URL / REDIS_URL instead of embedded servers of the run's own")
+    parser.add_argument("--seated", action="store_true", help="rush mode: the reserved-seating rush (SPEC §8)")
+    parser.add_argument("--with-general", action="store_true",
+                        help="with --seated: the general rush first, same sizes, for the seated / general ratio")
+    parser.add_argument("--page-pollers", type=int, default=4,
+                        help="with --seated: connections polling the seat page during the rush, beside --concurrency")
+    parser.add_argument("--max-per-customer", type=int, default=8, help="with --seated: the show's purchase limit")
+    parser.add_argument("--page-requests", type=int, default=2_000,
+                        help="with --seated: GETs for the bare JSON baseline and the seat page alone")
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--out", help="JSON result path (default bench-results/MODE-TIMESTAMP.json)")
     parser.add_argument("--keep", action="store_true", help="keep the temp data dir (logs) after the run")
@@ -101,8 +137,9 @@ def verdict(key, value) -> str:
 
 
 def print_table(figures: dict) -> None:
-    width = max(len(label) for _, label in ROWS)
-    for key, label in ROWS:
+    rows = ROWS + SEATED_ROWS if figures.get("seated") else ROWS
+    width = max(len(label) for _, label in rows)
+    for key, label in rows:
         if key in figures:
             print(f"  {label:<{width}}  {fmt(figures[key]):>12}  {verdict(key, figures[key])}")
 
@@ -121,6 +158,8 @@ def run(args) -> dict:
     figures: dict = {"mode": args.mode, "cores": os.cpu_count(), "workers": args.workers,
                      "web_concurrency": args.web_concurrency, "concurrency": args.concurrency,
                      "flower": options.flower, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if args.customers is None:
+        args.customers = 2_000 if args.seated else 1_000
     baseline_requests = args.baseline_requests or min(args.requests, 10_000)
     noop_tasks = args.noop_tasks or min(args.requests, 10_000)
     with harness.BenchStack(options) as bench:
@@ -129,13 +168,34 @@ def run(args) -> dict:
         if args.mode in ("rush", "baselines") and not args.no_baselines:
             figures.update(harness.baselines(bench, baseline_requests, args.customers, noop_tasks,
                                              args.hot_row_seconds, workdir))
-        if args.mode == "rush":
+        if args.mode == "rush" and args.seated:
+            figures.update(seated(bench, args, workdir))
+            figures.update(harness.ratios(figures))
+            figures.update(harness.seated_ratios(figures))
+        elif args.mode == "rush":
             figures.update(harness.rush(bench, args.requests, args.seats, args.customers, workdir))
             figures.update(harness.ratios(figures))
         elif args.mode == "scale":
             figures["scale"] = scale(bench, args, workdir)
         elif args.mode == "soak":
             figures.update(soak(bench, args, workdir))
+    return figures
+
+
+def seated(bench, args, workdir) -> dict:
+    """The seated rush: the general one first if asked (its figures prefixed general_), then the
+    reserved show, its bare JSON baseline and the page alone (on the idle stack), then the rush."""
+    figures: dict = {"seated": True}
+    if args.with_general:
+        general = harness.rush(bench, args.requests, args.seats, args.customers, workdir)
+        figures.update({f"general_{key}": value for key, value in general.items()})
+    show_id = harness.seated_show(bench, args.seats, args.max_per_customer)
+    if not args.no_baselines:
+        figures.update(harness.baseline_bare_json(bench, harness.fetch_page(bench, show_id), args.page_requests,
+                                                  workdir))
+        figures.update(harness.seat_page_alone(bench, show_id, args.page_requests, workdir))
+    figures.update(harness.seated_rush(bench, show_id, args.requests, args.customers, args.page_pollers,
+                                       args.max_per_customer, workdir))
     return figures
 
 
@@ -199,7 +259,7 @@ def main(argv=None) -> int:
         print(f"  API RSS {figures['api_rss_start_mb']} MB -> {figures['api_rss_end_mb']} MB, "
               f"workers {figures['worker_rss_start_mb']:.1f} MB -> {figures['worker_rss_end_mb']:.1f} MB")
     print(f"results: {path}")
-    broken = [key for key in ("oversold", "fairness_violations", "ledger_mismatches") if figures.get(key)]
+    broken = [key for key in (*CORRECTNESS, *(f"general_{k}" for k in CORRECTNESS)) if figures.get(key)]
     if broken:
         print(f"CORRECTNESS FAILED: {', '.join(f'{k}={figures[k]}' for k in broken)}")
         return 1

@@ -2,8 +2,14 @@
 
 `gunicorn --config web/gunicorn_conf.py bench.bare_app:app`. Same database, same engine options
 (pool size, timeouts) as the API; no auth, no validation, no outbox: the floor under POST /bookings.
+
+GET /page answers the bytes of the file BENCH_PAGE_PATH names, read once at start: a JSON body of
+the seat page's size, from memory, the floor under GET /shows/{id}/seats (the seated rush).
 """
-from flask import Flask, jsonify, request
+import os
+from pathlib import Path
+
+from flask import Flask, Response, jsonify, request
 from sqlalchemy import create_engine, text
 
 from web.config import Config
@@ -13,6 +19,7 @@ TABLE_DDL = ("CREATE TABLE IF NOT EXISTS bench_inserts (id bigserial PRIMARY KEY
 
 app = Flask(__name__)
 engine = create_engine(Config.SQLALCHEMY_DATABASE_URI, **Config.SQLALCHEMY_ENGINE_OPTIONS)
+PAGE = Path(os.environ["BENCH_PAGE_PATH"]).read_bytes() if os.environ.get("BENCH_PAGE_PATH") else b"{}"
 
 
 @app.get("/healthz")
@@ -30,3 +37,8 @@ def insert():
             {"show_id": body["show_id"], "qty": body["qty"], "payment_method": body["payment_method"]},
         ).scalar_one()
     return jsonify(id=row_id), 202
+
+
+@app.get("/page")
+def page():
+    return Response(PAGE, mimetype="application/json", headers={"ETag": '"bench"', "Cache-Control": "no-cache"})

@@ -65,3 +65,83 @@ def show_ledger(ledger_by_reference: dict[str, dict], show_booking_ids, other_bo
     show_booking_ids, other_booking_ids = set(show_booking_ids), set(other_booking_ids)
     return {reference: entry for reference, entry in ledger_by_reference.items()
             if reference in show_booking_ids or reference not in other_booking_ids}
+
+
+# -- reserved seating (SPEC §8) ---------------------------------------------------------------
+
+def double_held(holding_bookings: list[dict], seat_holds: list[tuple[str, str | None]]) -> int:
+    """Seats held twice, judged from both records of a hold: seats that two or more live
+    bookings list (a booking's `seats`, for those with seats_held), plus seats whose seat_holds
+    row names another holder than the one booking that lists it, or no booking lists at all
+    (a blocked seat, booking None, is listed by none). `seat_holds` is (seat id, booking id)."""
+    claims: dict[str, list[str]] = {}
+    for booking in holding_bookings:
+        for seat_id in booking["seats"] or ():
+            claims.setdefault(seat_id, []).append(booking["id"])
+    twice = sum(1 for holders in claims.values() if len(holders) > 1)
+    astray = 0
+    for seat_id, booking_id in seat_holds:
+        holders = claims.get(seat_id, [])
+        if booking_id is None:
+            astray += bool(holders)
+        elif booking_id not in holders:
+            astray += 1
+    return twice + astray
+
+
+def page_mismatches(page_seats: list[dict], held_seat_ids, blocked_seat_ids=()) -> int:
+    """Seats the seat page shows otherwise than the holds say: a held seat not HELD or SOLD, a
+    blocked one not BLOCKED, or any other not AVAILABLE."""
+    held, blocked = set(held_seat_ids), set(blocked_seat_ids)
+    expected = {seat_id: "BLOCKED" for seat_id in blocked}
+    wrong = 0
+    for seat in page_seats:
+        if seat["id"] in held:
+            wrong += seat["status"] not in ("HELD", "SOLD")
+        else:
+            wrong += seat["status"] != expected.get(seat["id"], "AVAILABLE")
+    return wrong
+
+
+def limit_violations(holding_bookings: list[dict], max_per_customer: int | None) -> int:
+    """Customers holding more than max_per_customer seats of the show (invariant 9)."""
+    if max_per_customer is None:
+        return 0
+    seats: dict[str, int] = {}
+    for booking in holding_bookings:
+        seats[booking["customer_id"]] = seats.get(booking["customer_id"], 0) + booking["qty"]
+    return sum(1 for count in seats.values() if count > max_per_customer)
+
+
+def stranded_single_seats(page_seats: list[dict]) -> int:
+    """Free seats whose two neighbours in the row (numbers one below and one above) both exist
+    and are not free: a single seat no block of two can use. A row's end seat has one neighbour
+    and is not counted, nor is a seat beside a gap in the numbering."""
+    status = {(seat["section"], seat["row"], seat["number"]): seat["status"] for seat in page_seats}
+    stranded = 0
+    for (section, row, number), state in status.items():
+        if state != "AVAILABLE":
+            continue
+        left, right = status.get((section, row, number - 1)), status.get((section, row, number + 1))
+        stranded += left is not None and right is not None and left != "AVAILABLE" and right != "AVAILABLE"
+    return stranded
+
+
+NO_BLOCK = ("no_adjacent_seats", "sold_out")
+
+
+def fairness_violations_best_available(bookings: list[dict]) -> int:
+    """SPEC §8 invariant 10 for best available, by real time: fairness_violations_realtime within
+    each category's best-available bookings. A REJECTED booking counts only if it was refused for
+    want of a block (not for the purchase limit or closed sales: reasons of its own); a later
+    booking holding qty or more adjacent seats of the category had a block the earlier could have
+    had, as nothing is released during a rush of good cards. Picks are not judged: a pick refused
+    because one of its seats was taken had no claim on any other seat."""
+    by_category: dict[str, list[dict]] = {}
+    for booking in bookings:
+        if booking["category"] is None:
+            continue
+        if booking["status"] == "REJECTED" and booking["reject_reason"] not in NO_BLOCK:
+            continue
+        by_category.setdefault(booking["category"], []).append(booking)
+    return sum(fairness_violations_realtime(group) for group in by_category.values())

@@ -186,12 +186,14 @@ class BenchStack:
 
 # -- load generation --------------------------------------------------------------------------
 
-def run_load(base_url: str, path: str, tokens: list[str], items: list, concurrency: int, workdir: Path) -> dict:
-    """Run bench.load in its own process; returns its result."""
+def run_load(base_url: str, path: str, tokens: list[str], items: list, concurrency: int, workdir: Path,
+             **plan) -> dict:
+    """Run bench.load in its own process; returns its result. `plan`: more of its plan (method,
+    seat_page, seed)."""
     tag = uuid.uuid4().hex[:8]
     plan_path, result_path = workdir / f"plan-{tag}.json", workdir / f"result-{tag}.json"
     plan_path.write_text(json.dumps({"base_url": base_url, "path": path, "tokens": tokens, "items": items,
-                                     "concurrency": concurrency}))
+                                     "concurrency": concurrency, **plan}))
     subprocess.run([sys.executable, "-m", "bench.load", str(plan_path), str(result_path)],
                    cwd=REPO_ROOT, check=True)
     result = json.loads(result_path.read_text())
@@ -202,11 +204,12 @@ def run_load(base_url: str, path: str, tokens: list[str], items: list, concurren
 
 def load_summary(result: dict, accepted_status: str = "202") -> dict:
     accepted = result["statuses"].get(accepted_status, 0)
+    latencies = [ms for ms in result["latencies_ms"] if ms >= 0]  # -1: a pick not sent (bench/load.py)
     return {
         "accepted": accepted,
         "accepted_rps": accepted / result["elapsed_s"] if result["elapsed_s"] else 0.0,
-        "p50_ms": percentile(result["latencies_ms"], 50),
-        "p99_ms": percentile(result["latencies_ms"], 99),
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
         "statuses": result["statuses"],
         "errors": result["errors"],
         "elapsed_s": result["elapsed_s"],
@@ -300,13 +303,24 @@ def rush(bench: BenchStack, requests: int, seats: int, customers: int, workdir: 
     rng = random.Random(options.seed)
     items = [[rng.randrange(customers), {"show_id": show_id, "qty": rng.randint(1, 4), "payment_method": "tok_ok"}]
              for _ in range(requests)]
+    log.info("rush: %d requests for %d seats from %d customers at %d connections",
+             requests, seats, customers, options.concurrency)
+    result, figures = drive(bench, show_id, tokens, items, workdir)
+    figures.update(requests=requests, seats=seats, customers=customers)
+    figures.update(check_show(bench, show_id, result))
+    return figures
+
+
+def drive(bench: BenchStack, show_id: str, tokens: list[str], items: list, workdir: Path,
+          **plan) -> tuple[dict, dict]:
+    """Send the booking requests, wait until every accepted booking is final, and time it:
+    (the load generator's result, the rush's figures)."""
+    options = bench.options
     clock = ReserveStepClock(bench)
     step_s_before = clock.seconds_when_quiet()
     poller = ProgressPoller(bench.db_url, show_id)
     poller.start()
-    log.info("rush: %d requests for %d seats from %d customers at %d connections",
-             requests, seats, customers, options.concurrency)
-    result = run_load(bench.stack.urls["api"], "/bookings", tokens, items, options.concurrency, workdir)
+    result = run_load(bench.stack.urls["api"], "/bookings", tokens, items, options.concurrency, workdir, **plan)
     load = load_summary(result)
     poller.target = load["accepted"]
     if not poller.done.wait(options.settle_timeout):
@@ -321,9 +335,6 @@ def rush(bench: BenchStack, requests: int, seats: int, customers: int, workdir: 
     decide_s = all_decided_at - started
     step_s = clock.seconds_when_quiet() - step_s_before
     figures = {
-        "requests": requests,
-        "seats": seats,
-        "customers": customers,
         "concurrency": options.concurrency,
         "accepted": accepted,
         "accepted_rps": load["accepted_rps"],
@@ -340,20 +351,22 @@ def rush(bench: BenchStack, requests: int, seats: int, customers: int, workdir: 
         "errors": load["errors"],
         "loadgen_cpu_pct": load["loadgen_cpu_pct"],
     }
-    figures.update(check_show(bench, show_id, result))
-    return figures
+    return result, figures
 
 
-def check_show(bench: BenchStack, show_id: str, load_result: dict) -> dict:
+def check_show(bench: BenchStack, show_id: str, load_result: dict, reserved: bool = False) -> dict:
     """oversold, fairness_violations and ledger_mismatches for one show. Fairness is judged by
-    when each booking's request was sent and answered (the load result, joined by booking id)."""
+    when each booking's request was sent and answered (the load result, joined by booking id); on
+    a reserved show, among the best-available bookings of each category (a pick refused its seats
+    had no claim on other seats)."""
     from gateway.client import GatewayClient
     ledger = GatewayClient(bench.stack.urls["gateway"], timeout=60).ledger()["by_reference"]
     with psycopg.connect(bench.db_url) as connection:
         capacity, remaining = connection.execute(
             "SELECT capacity, remaining FROM shows WHERE id = %s", (show_id,)).fetchone()
         cursor = connection.execute(
-            "SELECT id, seq, qty, status, seats_held, amount FROM bookings WHERE show_id = %s ORDER BY seq",
+            "SELECT id, seq, qty, status, seats_held, amount, customer_id, category, seats, reject_reason "
+            "FROM bookings WHERE show_id = %s ORDER BY seq",
             (show_id,))
         columns = [c.name for c in cursor.description]
         rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
@@ -374,14 +387,159 @@ def check_show(bench: BenchStack, show_id: str, load_result: dict) -> dict:
              for row in rows if row["id"] in times]
     return {
         "oversold": checks.oversold(capacity, remaining, rows),
-        "fairness_violations": checks.fairness_violations_realtime(timed),
+        "fairness_violations": (checks.fairness_violations_best_available(timed) if reserved
+                                else checks.fairness_violations_realtime(timed)),
         "fairness_untimed_bookings": len(rows) - len(timed),
         "ledger_mismatches": checks.ledger_mismatches(rows, ledger),
         "seats_sold": held,
         "seats_remaining": remaining,
         "seat_counter_consistent": remaining == capacity - held,
         "booking_statuses": statuses,
+        **({"bookings": rows} if reserved else {}),  # for the seated checks; not reported
     }
+
+
+# -- the seated rush (SPEC §8) ------------------------------------------------------------------
+
+# name, share of the seats (front to back), share of the best-available asks, price
+CATEGORIES = (("VIP", 0.10, 0.20, 180_000), ("R", 0.25, 0.30, 140_000), ("S", 0.35, 0.30, 100_000),
+              ("A", 0.30, 0.20, 70_000))
+ROWS_PER_SECTION = 8
+BEST_AVAILABLE_SHARE = 0.7
+
+
+def seat_map_body(seats: int, rng: random.Random) -> dict:
+    """A hall of `seats` seats: rows of 20-40 (the last of a category may be shorter), eight rows
+    a section, the categories front to back in CATEGORIES' shares."""
+    quotas = [int(seats * share) for _, share, _, _ in CATEGORIES]
+    quotas[-1] = seats - sum(quotas[:-1])
+    sections: list[dict] = []
+    for (category, *_), quota in zip(CATEGORIES, quotas):
+        while quota > 0:
+            if not sections or len(sections[-1]["rows"]) == ROWS_PER_SECTION:
+                sections.append({"name": f"Section {len(sections) + 1}", "rows": []})
+            size = min(rng.randint(20, 40), quota)
+            rows = sections[-1]["rows"]
+            rows.append({"name": str(len(rows) + 1), "seats": size, "category": category})
+            quota -= size
+    return {"name": f"Bench hall of {seats}", "sections": sections}
+
+
+def seated_items(show_id: str, requests: int, customers: int, rng: random.Random) -> list:
+    """70 % best available (qty 1-4, the category by CATEGORIES' weights), 30 % picks of 1-4
+    seats, chosen by the load generator from the page that customer just fetched."""
+    names = [name for name, *_ in CATEGORIES]
+    weights = [weight for _, _, weight, _ in CATEGORIES]
+    items = []
+    for _ in range(requests):
+        body = {"show_id": show_id, "payment_method": "tok_ok"}
+        if rng.random() < BEST_AVAILABLE_SHARE:
+            body.update(qty=rng.randint(1, 4), category=rng.choices(names, weights)[0])
+        else:
+            body["pick"] = rng.randint(1, 4)
+        items.append([rng.randrange(customers), body])
+    return items
+
+
+def fetch_page(bench: BenchStack, show_id: str) -> bytes:
+    with urllib.request.urlopen(f"{bench.stack.urls['api']}/shows/{show_id}/seats", timeout=30) as response:
+        return response.read()
+
+
+def add_seated_show(seats: int, max_per_customer: int | None = None, seed: int = 6) -> str:
+    """The seated rush's hall and a reserved show on it, through the services the API uses (in
+    the caller's app context; also the profilers' show). Returns the show's id."""
+    from models.database import utc_now
+    from services.seat_maps import add_seat_map
+    from services.shows import create_show
+    seat_map = add_seat_map(seat_map_body(seats, random.Random(seed)))
+    show = create_show({"title": f"Seated rush {uuid.uuid4().hex[:8]}", "venue": "Bench Hall",
+                        "starts_at": utc_now() + timedelta(days=30), "seat_map_id": seat_map.id,
+                        "prices": {name: price for name, _, _, price in CATEGORIES},
+                        "max_per_customer": max_per_customer})
+    return show.id
+
+
+def seated_show(bench: BenchStack, seats: int, max_per_customer: int | None) -> str:
+    with bench.app.app_context():
+        return add_seated_show(seats, max_per_customer, bench.options.seed)
+
+
+def seated_rush(bench: BenchStack, show_id: str, requests: int, customers: int, pollers: int,
+                max_per_customer: int | None, workdir: Path) -> dict:
+    """The seated on-sale rush on a reserved show nobody has booked yet; its figures and checks."""
+    tokens = bench.seed_customers(customers)
+    items = seated_items(show_id, requests, customers, random.Random(bench.options.seed))
+    log.info("seated rush: %d requests (%d picks) from %d customers at %d connections, %d page pollers",
+             requests, sum("pick" in body for _, body in items), customers, bench.options.concurrency, pollers)
+    result, figures = drive(bench, show_id, tokens, items, workdir, seed=bench.options.seed,
+                            seat_page={"path": f"/shows/{show_id}/seats", "pollers": pollers})
+    page = result["seat_page"]
+    elapsed = result["elapsed_s"]
+    figures.update(requests=requests, customers=customers, page_pollers=pollers, max_per_customer=max_per_customer,
+                   picks_not_sent=result["statuses"].get("0", 0), picks_short=page["picks_short"],
+                   seat_page_requests=len(page["latencies_ms"]), seat_page_statuses=page["statuses"],
+                   seat_page_rps=len(page["latencies_ms"]) / elapsed if elapsed else 0.0,
+                   seat_page_full_rps=page["statuses"].get("200", 0) / elapsed if elapsed else 0.0,
+                   seat_page_p50_ms=percentile(page["latencies_ms"], 50),
+                   seat_page_p99_ms=percentile(page["latencies_ms"], 99))
+    checked = check_show(bench, show_id, result, reserved=True)
+    rows = checked.pop("bookings")
+    figures.update(checked)
+    figures.update(check_seats(bench, show_id, rows))
+    return figures
+
+
+def check_seats(bench: BenchStack, show_id: str, rows: list[dict]) -> dict:
+    """The seat checks after settle: seats held twice (seat_holds against the bookings, and the
+    final page against seat_holds), customers over the limit, single seats stranded on the page."""
+    with psycopg.connect(bench.db_url) as connection:
+        seats, max_per_customer = connection.execute(
+            "SELECT capacity, max_per_customer FROM shows WHERE id = %s", (show_id,)).fetchone()
+        holds = connection.execute(
+            "SELECT seat_id, booking_id FROM seat_holds WHERE show_id = %s", (show_id,)).fetchall()
+    page = json.loads(fetch_page(bench, show_id))["seats"]
+    holding = [row for row in rows if row["seats_held"]]
+    reasons: dict[str, int] = {}
+    for row in rows:
+        if row["reject_reason"]:
+            reasons[row["reject_reason"]] = reasons.get(row["reject_reason"], 0) + 1
+    return {
+        "seats": seats,
+        "seat_conflicts": reasons.get("seat_taken", 0),
+        "reject_reasons": reasons,
+        "double_held": checks.double_held(holding, holds),
+        "seat_page_mismatches": checks.page_mismatches(
+            page, [seat for seat, booking in holds if booking], [seat for seat, booking in holds if not booking]),
+        "limit_violations": checks.limit_violations(holding, max_per_customer),
+        "stranded_single_seats": checks.stranded_single_seats(page),
+        "seats_available_at_end": sum(seat["status"] == "AVAILABLE" for seat in page),
+    }
+
+
+def baseline_bare_json(bench: BenchStack, page: bytes, requests: int, workdir: Path) -> dict:
+    """GET of a bare Flask endpoint answering a body of the seat page's size from memory, under
+    the API's gunicorn settings (bench/bare_app.py)."""
+    page_path = workdir / "bare-page.json"
+    page_path.write_bytes(page)
+    port = free_port()
+    env = bench.api_env(BIND=f"127.0.0.1:{port}", BENCH_PAGE_PATH=str(page_path))
+    argv = [str(Path(sys.executable).parent / "gunicorn"), "--config", "web/gunicorn_conf.py", "bench.bare_app:app"]
+    with _child(argv, env, bench.data_dir / "bare-json.log"):
+        _wait_http(f"http://127.0.0.1:{port}/healthz", 60)
+        load = load_summary(run_load(f"http://127.0.0.1:{port}", "/page", [], [[-1, None]] * requests,
+                                     bench.options.concurrency, workdir, method="GET"), "200")
+    return {"bare_json_rps": load["accepted_rps"], "bare_json_p50_ms": load["p50_ms"],
+            "bare_json_p99_ms": load["p99_ms"], "bare_json_bytes": len(page),
+            "bare_json_loadgen_cpu_pct": load["loadgen_cpu_pct"]}
+
+
+def seat_page_alone(bench: BenchStack, show_id: str, requests: int, workdir: Path) -> dict:
+    """The API's own seat page on the idle stack, the same GETs as the bare JSON baseline (no
+    If-None-Match): what the page costs without a rush around it."""
+    load = load_summary(run_load(bench.stack.urls["api"], f"/shows/{show_id}/seats", [], [[-1, None]] * requests,
+                                 bench.options.concurrency, workdir, method="GET"), "200")
+    return {"seat_page_alone_rps": load["accepted_rps"], "seat_page_alone_p99_ms": load["p99_ms"]}
 
 
 # -- baselines --------------------------------------------------------------------------------
@@ -513,6 +671,18 @@ def ratios(figures: dict) -> dict:
         "ratio_settled_vs_celery_noop": ratio("settled_per_s", "celery_noop_per_s"),
         "ratio_reservations_vs_pg_hot_row": ratio("reservations_per_s", "pg_hot_row_tps"),
         "ratio_accepted_vs_bare_insert": ratio("accepted_rps", "bare_insert_rps"),
+    }
+
+
+def seated_ratios(figures: dict) -> dict:
+    """The seated rush's own ratios, beside ratios(): against the general rush of the same run
+    (if it ran) and the bare JSON page."""
+    def ratio(a, b):
+        return figures[a] / figures[b] if figures.get(a) is not None and figures.get(b) else None
+    return {
+        "ratio_settled_seated_vs_general": ratio("settled_per_s", "general_settled_per_s"),
+        "ratio_seat_page_vs_bare_json": ratio("seat_page_rps", "bare_json_rps"),
+        "ratio_seat_page_alone_vs_bare_json": ratio("seat_page_alone_rps", "bare_json_rps"),
     }
 
 

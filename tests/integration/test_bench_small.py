@@ -54,6 +54,39 @@ def test_a_tiny_rush_reports_every_figure_and_never_oversells(tmp_path):
     assert sum(figures["booking_statuses"].values()) == 300
 
 
+SEATED_KEYS = KEYS + ("seat_page_rps", "seat_conflicts", "double_held", "seat_page_mismatches", "limit_violations",
+                      "stranded_single_seats", "bare_json_rps", "seat_page_alone_rps", "general_settled_per_s",
+                      "ratio_settled_seated_vs_general", "ratio_seat_page_vs_bare_json")
+
+
+@pytest.mark.server_independent  # as above: embedded servers of its own
+def test_a_tiny_seated_rush_reports_every_figure_and_never_holds_a_seat_twice(tmp_path):
+    out = tmp_path / "seated.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    with occupied_ports(*WORKER_METRICS_PORTS.values()):
+        completed = subprocess.run(
+            [sys.executable, "-m", "bench", "rush", "--seated", "--with-general", "--requests", "300", "--seats", "120",
+             "--customers", "50", "--max-per-customer", "6", "--page-pollers", "2", "--baseline-requests", "200",
+             "--page-requests", "100", "--noop-tasks", "200", "--hot-row-seconds", "1", "--no-flower",
+             "--settle-timeout", "240", "--out", str(out)],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=480)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    missing = [key for key in SEATED_KEYS if figures.get(key) is None]
+    assert not missing, missing
+    assert figures["requests"] == 300 and figures["seats"] == 120 and figures["general_requests"] == 300
+    # Every booking sent was accepted; a pick is not sent when its customer's page showed no free seat.
+    assert figures["accepted"] + figures["picks_not_sent"] == 300, figures["statuses"]
+    assert figures["oversold"] == figures["double_held"] == figures["seat_page_mismatches"] == 0
+    assert figures["limit_violations"] == 0 and figures["fairness_violations"] == 0
+    assert figures["ledger_mismatches"] == 0 and figures["fairness_untimed_bookings"] == 0
+    assert figures["seat_page_requests"] > 0 and figures["seat_page_statuses"].get("200", 0) > 0
+    # 300 requests of 1-4 seats from 50 customers allowed 6 each ask for more than 120 seats.
+    assert figures["booking_statuses"].get("REJECTED", 0) > 0
+    assert figures["reject_reasons"].get("limit_exceeded", 0) > 0
+    assert figures["seats_sold"] <= 120 and figures["seat_counter_consistent"]
+
+
 def test_the_fast_realtime_fairness_count_agrees_with_the_definition():
     rng = random.Random(4)
     for _ in range(300):

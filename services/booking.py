@@ -32,17 +32,36 @@ def record(customer_id: str, show_id: str, qty: int | None, payment_method: str,
     return booking, created
 
 
+# Show id -> (seat map id, price by category) of reserved shows, per process: neither changes once
+# the show is created, and a rush would otherwise read the show and its categories per request.
+_pricing: dict[str, tuple[str, dict[str, int]]] = {}
+PRICINGS_KEPT = 256
+
+
+def _pricing_of(show_id: str) -> tuple[str, dict[str, int]] | None:
+    """The show's seat map and prices; None for a general admission show."""
+    pricing = _pricing.get(show_id)
+    if pricing is None:
+        try:
+            show = get_show(show_id)
+        except NotFound:
+            raise InvalidInput("show does not exist", {"show_id": ["unknown show"]}) from None
+        if not show.reserved:
+            return None
+        if len(_pricing) >= PRICINGS_KEPT:
+            _pricing.pop(next(iter(_pricing)), None)
+        pricing = _pricing[show_id] = (show.seat_map_id, {each.name: each.price for each in show.categories})
+    return pricing
+
+
 def _price_reserved(show_id: str, qty: int | None, seats: list[str] | None, category: str | None) -> tuple[int, int]:
     """(qty, amount) of a pick or a best-available request, checked against the show's map."""
-    try:
-        show = get_show(show_id)
-    except NotFound:
-        raise InvalidInput("show does not exist", {"show_id": ["unknown show"]}) from None
-    if not show.reserved:
+    pricing = _pricing_of(show_id)
+    if pricing is None:
         field = "seats" if seats is not None else "category"
         raise InvalidInput("this show has general admission: book a qty", {field: ["not for a general admission show"]})
-    seat_map = load_seat_map(show.seat_map_id)
-    prices = {each.name: each.price for each in show.categories}
+    seat_map_id, prices = pricing
+    seat_map = load_seat_map(seat_map_id)
     if seats is not None:
         check_pick(seat_map, seats)
         return len(seats), sum(prices[seat_map.seat(seat_id).category] for seat_id in seats)

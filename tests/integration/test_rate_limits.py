@@ -35,6 +35,16 @@ class Api:
                **env}
         self.process, url = start_api(folder, env, name="ratelimited-api", workers=2)
         self.port = int(url.rsplit(":", 1)[1])
+        self._both_workers_answer()
+
+    def _both_workers_answer(self):
+        """Wait until each of the two workers has answered a request: one still booting (a busy
+        machine) would leave every request of a test to the other."""
+        def both():
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda _: self.call("GET", "/healthz", tag="warm-up"), range(8)))
+            return len({pid for pid, _, _, _, seen in ACCESS.findall(self._log()) if seen == "warm-up"}) >= 2
+        wait_until(both, 90, 0.2, "both gunicorn workers to answer")
 
     def call(self, method: str, path: str, body=None, headers=None, source_ip: str = "127.0.0.1", tag: str = "-"):
         """One request on a fresh connection from `source_ip` (any 127.x address is this host)."""

@@ -73,7 +73,7 @@ worker_enable_soft_shutdown_on_idle = True
 assert UNSAFE_TEST_VISIBILITY_TIMEOUT or max(task_time_limit, RETRY_BACKOFF_MAX) < VISIBILITY_TIMEOUT
 
 # --- Queues: one per context, each worker group scalable on its own -----------------------------
-CONTEXTS = ("seats", "payments", "tickets", "mypage", "maintenance")
+CONTEXTS = ("seats", "payments", "tickets", "mypage", "maintenance", "waiting_room")
 task_queues = tuple(Queue(name) for name in CONTEXTS)
 task_default_queue = "maintenance"
 task_routes = {f"{context}.*": {"queue": context} for context in CONTEXTS}
@@ -82,9 +82,11 @@ task_routes["maintenance.measure_consistency"] = {"queue": "maintenance"}
 # payments.reconcile (a beat job) stays on the payments queue with the other gateway calls: the
 # maintenance jobs touch only the database, so a slow or hung gateway never holds up the outbox
 # relay and the hold expiry, which every recovery rests on.
-imports = tuple(f"tasks.{module}" for module in ("seats", "payments", "tickets", "mypage", "maintenance", "gauges"))
+imports = tuple(f"tasks.{module}" for module in ("seats", "payments", "tickets", "mypage", "maintenance", "gauges",
+                                                 "waiting_room"))
 
 # --- Beat: durable timers live in the database and are swept here -----------------------------
+ADMISSION_TICK_S = float(os.environ.get("ADMISSION_TICK_S", "0.2"))
 beat_schedule = {
     "relay-outbox": {"task": "maintenance.relay_outbox", "schedule": timedelta(seconds=2)},
     "expire-holds": {"task": "maintenance.expire_holds", "schedule": timedelta(seconds=15)},
@@ -95,6 +97,10 @@ beat_schedule = {
                             "options": {"expires": 20}},
     # Money no step gave back (a capture that landed after its booking was settled) is refunded
     # within minutes; each run reads only the charges made since the last one.
+    # The waiting rooms' draw and admissions (tasks/waiting_room.py), several times a second so
+    # that admissions are even; a tick older than the next is dropped, the next one catches up.
+    "admit-waiting-rooms": {"task": "waiting_room.admit", "schedule": timedelta(seconds=ADMISSION_TICK_S),
+                            "options": {"expires": 1.0}},
     "reconcile-payments": {"task": "payments.reconcile",
                            "schedule": timedelta(seconds=float(os.environ.get("RECONCILE_INTERVAL_S", "60")))},
 }

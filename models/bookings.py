@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from models.database import CHANGED_BOOKINGS, db, new_id, note_changed, utc_now
-from models.errors import Conflict, InvalidInput, NotFound
+from models.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models.lifecycles import (  # noqa: F401 (statuses re-exported)
     BOOKING, FINAL_STATUSES, PAYMENT, TICKET, BookingStatus, IllegalMove, MovesByLifecycle, PaymentStatus,
     TicketStatus,
@@ -51,6 +51,10 @@ class Booking(MovesByLifecycle, db.Model):
         Index("ix_bookings_unsettled", "status", "updated_at",
               postgresql_where=text("status IN ('PENDING', 'CONFIRMED', 'CANCELLING')")),
         Index("ix_bookings_show_customer_held", "show_id", "customer_id", postgresql_where=text("seats_held")),
+        # One admission backs one booking at a time (SPEC §9); one that bought nothing (REJECTED,
+        # PAYMENT_FAILED, EXPIRED) frees it for another try while the session lasts.
+        Index("uq_bookings_one_per_admission", "admission_id", unique=True, postgresql_where=text(
+            "admission_id IS NOT NULL AND status NOT IN ('REJECTED', 'PAYMENT_FAILED', 'EXPIRED')")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -74,6 +78,8 @@ class Booking(MovesByLifecycle, db.Model):
     category: Mapped[str | None] = mapped_column(String(32))
     seats: Mapped[list[str] | None] = mapped_column(ARRAY(String(32)))
     hold_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The waiting room entry whose Admission-Token let this booking in (shows with a waiting room).
+    admission_id: Mapped[str | None] = mapped_column(ForeignKey("queue_entries.id"))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     # Bumped by every change the my page shows, so the read model can tell new from stale.
@@ -229,18 +235,21 @@ class AcceptedBooking:
 # Idempotency-Key.
 _RECORD = text("""
     WITH show AS (
-        SELECT id, title, venue, starts_at, price, seating, on_sale_at FROM shows WHERE id = :show_id
+        SELECT id, title, venue, starts_at, price, seating, on_sale_at,
+               EXISTS (SELECT 1 FROM waiting_rooms WHERE waiting_rooms.show_id = shows.id) AS queued
+        FROM shows WHERE id = :show_id
     ), booking AS (
         INSERT INTO bookings (id, customer_id, show_id, qty, amount, payment_method, status, seats_held,
                               idempotency_key, request_fingerprint, version, created_at, updated_at,
-                              category, seats)
+                              category, seats, admission_id)
         SELECT :id, :customer_id, show.id, :qty, coalesce(CAST(:amount AS bigint), show.price * :qty),
                :payment_method, :pending, false, :idempotency_key, :fingerprint, 1, :now, :now,
-               :category, CAST(:seats AS varchar[])
+               :category, CAST(:seats AS varchar[]), CASE WHEN show.queued THEN CAST(:admission_id AS varchar) END
         FROM show
         WHERE show.starts_at > :now AND (show.on_sale_at IS NULL OR show.on_sale_at <= :now)
-          AND show.seating = :seating
-        ON CONFLICT (customer_id, idempotency_key) DO NOTHING
+          AND show.seating = :seating AND (NOT show.queued OR :admission_id IS NOT NULL)
+        -- a repeated Idempotency-Key, or an admission that already backs a live booking
+        ON CONFLICT DO NOTHING
         RETURNING id, seq, amount
     ), payment AS (
         INSERT INTO payments (booking_id, amount, status, updated_at)
@@ -255,20 +264,23 @@ _RECORD = text("""
         FROM booking, show
     )
     SELECT show.id IS NOT NULL AS show_exists, show.starts_at > :now AS sales_open,
-           show.on_sale_at IS NULL OR show.on_sale_at <= :now AS on_sale, show.seating, booking.seq, booking.amount
+           show.on_sale_at IS NULL OR show.on_sale_at <= :now AS on_sale, show.seating, show.queued,
+           booking.seq, booking.amount
     FROM (SELECT 1) AS one LEFT JOIN show ON true LEFT JOIN booking ON true
 """)
 
 
 def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str,
                    idempotency_key: str | None = None, *, category: str | None = None,
-                   seats: list[str] | None = None, amount: int | None = None) -> tuple[Booking | AcceptedBooking, bool]:
+                   seats: list[str] | None = None, amount: int | None = None,
+                   admission_id: str | None = None) -> tuple[Booking | AcceptedBooking, bool]:
     """Record a booking, its payment and its ticket, each in its lifecycle's initial status, and its
     my page entry. Returns (booking, created).
 
     A general booking is a qty; a reserved one is a pick (seats) or best available (qty and
     category), with its amount given. The caller commits. A request repeated with its
-    Idempotency-Key returns the booking it made.
+    Idempotency-Key returns the booking it made. A show with a waiting room needs admission_id,
+    the entry of an Admission-Token already verified for this customer and show.
     """
     if not 1 <= qty <= MAX_QTY:
         raise InvalidInput("qty is out of range", {"qty": [f"must be between 1 and {MAX_QTY}"]})
@@ -284,7 +296,7 @@ def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str
         "payment_method": payment_method, "idempotency_key": idempotency_key, "fingerprint": print_,
         "now": now, "pending": BOOKING.initial.value, "payment_status": PAYMENT.initial.value,
         "ticket_status": TICKET.initial.value, "amount": amount, "category": category, "seats": seats,
-        "seating": "reserved" if reserved else "general",
+        "seating": "reserved" if reserved else "general", "admission_id": admission_id,
     }).one()
     if not row.show_exists:
         raise InvalidInput("show does not exist", {"show_id": ["unknown show"]})
@@ -298,9 +310,13 @@ def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str
                                {"seats" if seats is not None else "category": ["not for a general admission show"]})
         raise InvalidInput("this show has reserved seating: book seats, or a qty in a category",
                            {"category": ["required for a reserved show (or pick seats)"]})
+    if row.queued and admission_id is None:
+        raise Forbidden("this show has a waiting room: book with the Admission-Token of your turn")
     if row.seq is None:  # a concurrent request with the same Idempotency-Key won the race
         existing = find_by_idempotency_key(customer_id, idempotency_key) if idempotency_key else None
         if existing is None:
+            if admission_id is not None:
+                raise Conflict("this admission already has a booking: one booking per turn in the waiting room")
             raise Conflict("the booking could not be recorded; try again")
         return _replay(existing, print_), False
     return AcceptedBooking(id=booking_id, customer_id=customer_id, show_id=show_id, qty=qty,

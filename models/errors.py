@@ -25,5 +25,9 @@ class InvalidInput(DomainError):
         self.errors = errors or {}
 
 
+class Forbidden(DomainError):
+    """The caller may not do this (a booking without a valid Admission-Token, say)."""
+
+
 class AlreadyExists(Conflict):
     """A unique thing (an email, say) is taken."""

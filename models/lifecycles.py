@@ -130,4 +130,21 @@ TICKET = Lifecycle("ticket", T.NOT_ISSUABLE, {
     "void": ({T.NOT_ISSUABLE, T.ISSUABLE, T.ISSUED, T.VOID}, T.VOID),  # cancelled or refunded
 })
 
-del B, P, T
+
+
+class QueueState(StrEnum):
+    """A waiting room entry (SPEC §9). EXPIRED is no stored state: an ADMITTED entry whose session
+    ran out reads as EXPIRED."""
+    WAITING = "WAITING"
+    ADMITTED = "ADMITTED"
+    EXPIRED = "EXPIRED"
+    LEFT = "LEFT"
+
+
+Q = QueueState
+QUEUE = Lifecycle("queue entry", Q.WAITING, {
+    "admit": ({Q.WAITING}, Q.ADMITTED),          # its turn came (set-based, models/waiting_room.py)
+    "leave": ({Q.WAITING, Q.ADMITTED, Q.LEFT}, Q.LEFT),
+})
+
+del B, P, T, Q

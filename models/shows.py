@@ -56,6 +56,8 @@ class Show(db.Model):
 
     categories: Mapped[list["ShowCategory"]] = relationship(
         back_populates="show", order_by="ShowCategory.position", lazy="select", cascade="all, delete-orphan")
+    # SPEC §9: with one, POST /bookings needs an Admission-Token (models/waiting_room.py).
+    waiting_room: Mapped["WaitingRoom | None"] = relationship(lazy="select", cascade="all, delete-orphan")
 
     def __init__(self, **fields):
         super().__init__(**fields)

@@ -11,19 +11,23 @@ from models.seating import check_best_available, check_pick
 from models.seats import load_seat_map
 from models.shows import get_show
 from services.unit_of_work import UnitOfWork
+from services.waiting_room import verify_admission
 
 
 def record(customer_id: str, show_id: str, qty: int | None, payment_method: str,
            idempotency_key: str | None = None, *, seats: list[str] | None = None,
-           category: str | None = None) -> tuple[Booking | AcceptedBooking, bool]:
+           category: str | None = None, admission_token: str | None = None) -> tuple[Booking | AcceptedBooking, bool]:
     """Returns (booking, created). A request repeated with its Idempotency-Key returns the
-    booking it made and changes nothing."""
+    booking it made and changes nothing. A show with a waiting room needs the Admission-Token of
+    the customer's turn, checked before anything is recorded (SPEC §9)."""
+    admission_id = verify_admission(admission_token, customer_id, show_id) if admission_token else None
     with UnitOfWork() as uow:
         amount = None
         if seats is not None or category is not None:
             qty, amount = _price_reserved(show_id, qty, seats, category)
         booking, created = record_booking(customer_id, show_id, qty, payment_method, idempotency_key,
-                                          category=category, seats=seats, amount=amount)
+                                          category=category, seats=seats, amount=amount,
+                                          admission_id=admission_id)
         if created:
             # The committed PENDING booking is its own outbox entry: if this ask is lost, the
             # relay finds the booking and asks again (tasks/maintenance.py).

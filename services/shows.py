@@ -11,6 +11,8 @@ from models.mypage import refresh_show
 from models.seats import BLOCKED, hold_seats, load_seat_map, open_seats, release_seats
 from models.shows import Seating, Show, ShowCategory
 from models.seats import SeatHold
+from models.database import utc_now
+from services import waiting_room
 from services.unit_of_work import UnitOfWork
 
 GENERAL_ONLY = ("capacity", "price")
@@ -19,6 +21,7 @@ RESERVED_ONLY = ("blocked_seats",)
 
 def create_show(fields: dict) -> Show:
     fields = dict(fields)
+    room = fields.pop("waiting_room", None)
     with UnitOfWork() as uow:
         if fields.get("seat_map_id") is not None:
             show = _reserved_show(fields)
@@ -30,6 +33,8 @@ def create_show(fields: dict) -> Show:
                                    missing or {"prices": ["only with seat_map_id"]})
             show = Show(**fields, seating=Seating.GENERAL)
             db.session.add(show)
+        if room is not None:
+            waiting_room.configure(show, room, utc_now())
         uow.commit()
     return show
 
@@ -63,8 +68,12 @@ def change_show(show_id: str, changes: dict) -> Show:
     """Change a show; capacity cannot drop below the seats held, and a held or sold seat cannot be
     blocked. The my page's copy of the title, venue and start time changes in the same transaction."""
     changes = dict(changes)
+    room = changes.pop("waiting_room", None)
     with UnitOfWork() as uow:
         show = uow.lock_shows([show_id])[show_id]
+        waiting_room.check_sale_change(show, changes)
+        if room is not None:
+            waiting_room.configure(show, room, utc_now())
         wrong = [name for name in (GENERAL_ONLY if show.reserved else RESERVED_ONLY) if name in changes]
         if wrong:
             raise InvalidInput(f"not for a {show.seating} show", {name: [f"not for a {show.seating} show"] for name in wrong})

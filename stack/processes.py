@@ -83,6 +83,12 @@ def stack_processes(
             (*celery, "worker", "-Q", "maintenance", "-n", "maintenance@%h", "--concurrency", "1", "-E"),
             env=worker_env(data, "worker-maintenance", ports["worker-maintenance"]),
         ),
+        # The waiting rooms' admission job, on its own: a tick never waits behind other work.
+        ProcessSpec(
+            "worker-admission",
+            (*celery, "worker", "-Q", "waiting_room", "-n", "admission@%h", "--concurrency", "1", "-E"),
+            env=worker_env(data, "worker-admission", ports["worker-admission"]),
+        ),
         ProcessSpec("beat", (*celery, "beat", "--schedule", f"{data}/celerybeat-schedule"),
                     env={"HEARTBEAT_FILE": f"{data}/heartbeat/beat"}),
     ]  # fmt: skip
@@ -101,7 +107,8 @@ def stack_processes(
 # each process's heartbeat file (`python -m tasks.probe worker|beat` with HEARTBEAT_FILE).
 # These are the run command's ports; every other stack (tests, benchmark, chaos run) gets free ones
 # (`Stack(metrics_ports=None)`), so it starts while a `bin/run` stack is up.
-WORKER_METRICS_PORTS = {"worker-booking": 9101, "worker-payments": 9102, "worker-maintenance": 9103}
+WORKER_METRICS_PORTS = {"worker-booking": 9101, "worker-payments": 9102, "worker-maintenance": 9103,
+                        "worker-admission": 9104}
 
 
 def free_metrics_ports() -> dict[str, int]:

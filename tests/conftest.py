@@ -79,6 +79,7 @@ def pytest_configure(config):
         "RATE_LIMIT_AUTH": "100000/minute",
         "RATE_LIMIT_AUTH_FAILURES": "100000/minute",
         "RATE_LIMIT_BOOKINGS": "100000/minute",
+        "RATE_LIMIT_QUEUE_JOINS": "100000/minute",
     })
     import redis
     for key in ("REDIS_URL", "E2E_REDIS_URL"):

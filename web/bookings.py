@@ -50,11 +50,13 @@ class BookedSeatSchema(Schema):
     category = fields.String()
 
 
-class IdempotencyHeaderSchema(Schema):
+class BookingHeadersSchema(Schema):
     # The header is a structured-field string (IETF httpapi Idempotency-Key draft): printable ASCII.
     idempotency_key = Text(data_key="Idempotency-Key", validate=[
         validate.Length(min=1, max=255),
         validate.Regexp(r"[\x20-\x7e]+\Z", error="must be printable ASCII characters")])
+    admission_token = Text(data_key="Admission-Token", validate=validate.Length(min=1, max=2048), metadata={
+        "description": "a show with a waiting room: the token GET /queue/{id} gave once admitted"})
 
 
 class BookingSchema(Schema):
@@ -100,18 +102,20 @@ def _location(booking) -> dict:
 class Bookings(MethodView):
     @login_required(Role.CUSTOMER)
     @limit_bookings
-    @blp.arguments(IdempotencyHeaderSchema, location="headers", unknown="exclude")
+    @blp.arguments(BookingHeadersSchema, location="headers", unknown="exclude")
     @blp.arguments(BookingRequestSchema)
     @blp.response(202, BookingSchema, headers=LOCATION)
-    @documented_errors(blp, 400, 401, 413, 429, e403="Only customers book",
-                       e409="Sales for the show are closed",
+    @documented_errors(blp, 400, 401, 413, 429, e403="Only customers book; a show with a waiting room needs a "
+                                                      "valid Admission-Token for this customer and show",
+                       e409="Sales for the show are closed, or the admission already has a booking",
                        e422="Invalid input (also: no such show), or an Idempotency-Key reused with another body")
     @blp.doc(security=BEARER)
     def post(self, headers, body):
         """Book seats. Accepted at once (PENDING); seats, payment and ticket follow."""
         booking, _ = booking_service.record(current_user_id(), body["show_id"], body.get("qty"),
                                             body["payment_method"], headers.get("idempotency_key"),
-                                            seats=body.get("seats"), category=body.get("category"))
+                                            seats=body.get("seats"), category=body.get("category"),
+                                            admission_token=headers.get("admission_token"))
         note_booking(booking.id)
         return booking, 202, _location(booking)
 

@@ -39,6 +39,13 @@ class Config:
     OVERLOAD_MIN_SAMPLES = int(os.environ.get("OVERLOAD_MIN_SAMPLES", "20"))
     OVERLOAD_WINDOW_S = int(os.environ.get("OVERLOAD_WINDOW_S", "60"))
 
+    # The waiting room (services/waiting_room.py): its index in Redis, the key of its
+    # Admission-Tokens (derived from SECRET_KEY unless set), and the joins one client IP may make.
+    QUEUE_REDIS_URL = os.environ.get("QUEUE_REDIS_URL")  # None: REDIS_URL
+    QUEUE_REDIS_TIMEOUT_S = float(os.environ.get("QUEUE_REDIS_TIMEOUT_S", "1"))
+    ADMISSION_TOKEN_SECRET = os.environ.get("ADMISSION_TOKEN_SECRET")
+    RATE_LIMIT_QUEUE_JOINS = os.environ.get("RATE_LIMIT_QUEUE_JOINS", "30/minute")  # per client IP
+
     # Auth: a secret from the environment, else one generated at first run in the instance folder.
     JWT_SECRET_KEY = os.environ.get("SECRET_KEY")
     JWT_ACCESS_TOKEN_EXPIRES = int(os.environ.get("TOKEN_TTL_S", "3600"))

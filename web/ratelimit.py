@@ -79,6 +79,16 @@ def _qualified(view) -> str:
     return f"{view.__module__}.{view.__qualname__}"
 
 
+def queue_joins_limit() -> str:
+    return current_app.config["RATE_LIMIT_QUEUE_JOINS"]
+
+
+def limit_queue_joins(view):
+    """Joins of waiting rooms, per client IP: a person joins a few queues, a bot farm many."""
+    LIMITED_VIEWS.add(_qualified(view))
+    return limiter.limit(queue_joins_limit, key_func=lambda: f"ip:{client_ip()}")(view)
+
+
 def limit_bookings(view):
     """Decorates POST /bookings below login_required, so the token is verified and the key is the customer."""
     LIMITED_VIEWS.add(_qualified(view))

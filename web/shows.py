@@ -11,6 +11,7 @@ from sqlalchemy.orm import selectinload
 from models import db
 from models.seating import MAX_CATEGORY, MAX_SEATS
 from models.shows import Show, get_show
+from models.waiting_room import MAX_ADMIT_PER_MINUTE, MAX_SESSION_MINUTES
 from models.users import Role
 from web.seat_page import seat_page
 from services.shows import blocked_seats, change_show, create_show
@@ -34,6 +35,18 @@ class CategorySchema(Schema):
 def _prices(value):
     if not 1 <= len(value) <= 1000:
         raise ValidationError("must price between 1 and 1000 categories")
+
+
+class WaitingRoomSchema(Schema):
+    admit_per_minute = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=MAX_ADMIT_PER_MINUTE),
+                                      metadata={"description": "customers admitted per minute, evenly"})
+    session_minutes = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_SESSION_MINUTES),
+                                     metadata={"description": "how long an admitted customer may book (default 10)"})
+
+
+class WaitingRoomPatchSchema(WaitingRoomSchema):
+    admit_per_minute = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ADMIT_PER_MINUTE),
+                                      metadata={"description": "a new rate, from now on (also during the sale)"})
 
 
 class ShowSchema(Schema):
@@ -60,6 +73,8 @@ class ShowSchema(Schema):
                                                                "bookings of the show (none: no limit)"})
     on_sale_at = fields.AwareDateTime(format="iso", allow_none=True,
                                       metadata={"description": "bookings before it are refused (409)"})
+    waiting_room = fields.Nested(WaitingRoomSchema, allow_none=True, metadata={
+        "description": "a queue in front of the sale (SPEC §9): POST /bookings then needs an Admission-Token"})
 
     @validates_schema
     def _one_kind(self, data, **_):
@@ -79,6 +94,8 @@ class ShowPatchSchema(Schema):
     blocked_seats = fields.List(Text(validate=validate.Length(min=1, max=32)), validate=validate.Length(max=MAX_SEATS),
                                 metadata={"description": "reserved seating: the seats taken out of sale "
                                                          "(replaces the list; a held or sold seat: 409)"})
+    waiting_room = fields.Nested(WaitingRoomPatchSchema, metadata={
+        "description": "add a waiting room, or change its rate or session length"})
 
 
 class SeatSchema(Schema):

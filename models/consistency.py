@@ -17,6 +17,9 @@ harness. Every check is a read: running it never changes anything.
   and no seat has a second holder or a holder that is not live; the seat page (show_seat_states)
   shows what the holds say; each category's remaining is its capacity less its taken seats; and
   no customer holds more than the show's max_per_customer.
+- waiting rooms (SPEC §9): admissions numbered 1..n in queue order with no waiting entry passed
+  over, each room's count of admissions equal to its admitted entries, and every booking let in
+  by an admission let in by one of its own customer and show that was admitted.
 """
 from __future__ import annotations
 
@@ -115,6 +118,48 @@ def seat_report() -> dict[str, list]:
     return {"seat_double_held": double_held, "category_mismatches": categories, "limit_exceeded": over}
 
 
+# Per room, its entries in queue order (place) and in admission order: an admission whose place is
+# before the previous admission's is out of order, and a waiting entry placed before the last
+# admitted one was passed over.
+_QUEUE_OUT_OF_ORDER = text("""
+    WITH placed AS (
+        SELECT show_id, id, state, admission_seq,
+               row_number() OVER (PARTITION BY show_id ORDER BY draw_rank NULLS LAST, arrival_seq) AS place
+        FROM queue_entries
+    ), admitted AS (
+        SELECT show_id, id, place, admission_seq,
+               lag(place) OVER (PARTITION BY show_id ORDER BY admission_seq) AS previous_place,
+               lag(admission_seq) OVER (PARTITION BY show_id ORDER BY admission_seq) AS previous_seq
+        FROM placed WHERE admission_seq IS NOT NULL
+    ), last_admitted AS (
+        SELECT show_id, max(place) AS place FROM admitted GROUP BY show_id
+    )
+    SELECT 'show ' || show_id || ': entry ' || id || ' admitted out of queue order' FROM admitted
+    WHERE previous_place > place OR admission_seq <> coalesce(previous_seq, 0) + 1
+    UNION ALL
+    SELECT 'show ' || p.show_id || ': entry ' || p.id || ' still waits behind admitted ones'
+    FROM placed AS p JOIN last_admitted AS l ON l.show_id = p.show_id
+    WHERE p.state = 'WAITING' AND p.place < l.place
+""")
+_QUEUE_COUNTS = text("""
+    SELECT 'show ' || r.show_id || ': counts ' || r.admitted || ' admissions, its entries ' || count(e.admission_seq)
+    FROM waiting_rooms AS r LEFT JOIN queue_entries AS e ON e.show_id = r.show_id
+    GROUP BY r.show_id, r.admitted HAVING r.admitted <> count(e.admission_seq)
+""")
+_ADMISSION_MISUSED = text("""
+    SELECT 'show ' || b.show_id || ': booking ' || b.id || ' was let in by entry ' || e.id || ' (' || e.state || ')'
+    FROM bookings AS b JOIN queue_entries AS e ON e.id = b.admission_id
+    WHERE e.customer_id <> b.customer_id OR e.show_id <> b.show_id OR e.admission_seq IS NULL
+""")
+
+
+def queue_report() -> dict[str, list]:
+    """The waiting rooms: admitted once each, in order, and only their own customers booking."""
+    return {"queue_out_of_order": list(db.session.scalars(_QUEUE_OUT_OF_ORDER)),
+            "queue_admitted_twice": list(db.session.scalars(_QUEUE_COUNTS)),
+            "admission_misused": list(db.session.scalars(_ADMISSION_MISUSED))}
+
+
 def expected_balance(status: str, amount: int) -> int:
     """What the gateway should hold for a booking in a final state (SPEC §4.3): its amount when
     PAID, 0 otherwise; so 0 in every state for a free booking (amount 0, never sent to the gateway)."""
@@ -209,6 +254,7 @@ class Report:
     stuck: list[str]
     lost: list[str] = field(default_factory=list)
     seats: dict = field(default_factory=dict)  # seat_report()
+    queue: dict = field(default_factory=dict)  # queue_report()
 
     @property
     def oversold(self) -> int:
@@ -241,6 +287,7 @@ class Report:
             "issued_on_refunded": len(self.issued_on_refunded),
             "mypage_mismatches": len(self.mypage_mismatches),
             **{name: len(found) for name, found in self.seats.items()},
+            **{name: len(found) for name, found in self.queue.items()},
         }
 
     @property
@@ -264,6 +311,7 @@ def check(gateway, accepted_ids=()) -> Report:
         stuck=unsettled_bookings(),
         lost=missing_bookings(accepted_ids) if accepted_ids else [],
         seats=seat_report(),
+        queue=queue_report(),
     )
     # A charge at the gateway for a reference we have no booking for is money taken without a hold.
     known = set(db.session.scalars(select(Booking.id)))

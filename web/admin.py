@@ -62,6 +62,8 @@ class ConsistencySchema(Schema):
     unsettled = fields.List(fields.String())
     seats = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), metadata={
         "description": "reserved seating: seat_double_held, category_mismatches, limit_exceeded (SPEC §8 invariants 7–9)"})
+    queue = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), metadata={
+        "description": "waiting rooms: queue_out_of_order, queue_admitted_twice, admission_misused (SPEC §9)"})
 
 
 @blp.route("/task-failures")
@@ -111,4 +113,5 @@ class Consistency(MethodView):
             abort(503, message=f"the payment gateway's ledger is unavailable: {error}")
         return {"consistent": report.consistent, "counts": report.counts(), "shows": report.shows,
                 "money_problems": report.money_problems, "issued_on_refunded": report.issued_on_refunded,
-                "mypage_mismatches": report.mypage_mismatches, "unsettled": report.stuck, "seats": report.seats}
+                "mypage_mismatches": report.mypage_mismatches, "unsettled": report.stuck, "seats": report.seats,
+                "queue": report.queue}

@@ -244,3 +244,35 @@ def test_a_changed_rate_applies_from_then_on(app, client, new_customer, queued_s
     # 5 more due each half second; a tick admits at most half a second's worth (a stall's catch-up)
     assert [admit(app, show, start + timedelta(seconds=s)) for s in (2.5, 3)] == [5, 5]
     wait_until(lambda: client.get(f"/shows/{show['id']}/queue", headers=admin_headers).json["admitted"] == 12, 5)
+
+
+def queue_counts(app, show):
+    """The queue report's findings about this show (other tests' rooms run on made-up clocks)."""
+    from models.consistency import queue_report
+    with app.app_context():
+        return {name: sum(1 for line in found if line.startswith(f"show {show['id']}:"))
+                for name, found in queue_report().items()}
+
+
+def test_the_consistency_report_checks_the_queue_and_finds_what_is_wrong(app, client, new_customer, queued_show):
+    from models import db
+    show = queued_show(admit_per_minute=60)
+    customers = [new_customer() for _ in range(3)]
+    entries = [join(client, each, show["id"]).json for each in customers]
+    start = later(1)
+    admit(app, show, start)
+    admit(app, show, start + timedelta(seconds=1))
+    assert queue_counts(app, show) == {"queue_out_of_order": 0, "queue_admitted_twice": 0, "admission_misused": 0}
+
+    # The third entry let in ahead of the second, with no count: out of order, and miscounted.
+    with app.app_context():
+        db.session.execute(text("UPDATE queue_entries SET state = 'ADMITTED', admission_seq = 2, admitted_at = now(), "
+                                "admitted_until = now() + interval '1 minute' WHERE id = :id"), {"id": entries[2]["id"]})
+        db.session.commit()
+    found = queue_counts(app, show)
+    assert found["queue_out_of_order"] >= 1 and found["queue_admitted_twice"] == 1
+    with app.app_context():
+        db.session.execute(text("UPDATE queue_entries SET state = 'WAITING', admission_seq = NULL, admitted_at = NULL, "
+                                "admitted_until = NULL WHERE id = :id"), {"id": entries[2]["id"]})
+        db.session.commit()
+    assert queue_counts(app, show) == {"queue_out_of_order": 0, "queue_admitted_twice": 0, "admission_misused": 0}

@@ -7,14 +7,17 @@ and the whole stack on top with `stack.supervisor.Stack`, exactly as the run com
    some cancelled soon after), through the HTTP API, retrying with the same Idempotency-Key when
    the API itself is down. A share of them go to reserved shows on one seat map (SPEC §8): mostly
    best available in a random category, the rest picks of seats the seat page showed AVAILABLE a
-   moment before (so picks collide, as real ones do); one of those shows has a purchase limit;
+   moment before (so picks collide, as real ones do); one of those shows has a purchase limit.
+   Another share goes through the waiting room of a queued show (SPEC §9): each such customer
+   joins, polls until admitted, and books with their Admission-Token;
 2. meanwhile, faults on a schedule: worker processes and pool children SIGKILLed mid-task, Redis
    restarted empty, PostgreSQL restarted, the gateway driven through errors, timeouts and an outage;
 3. the faults stop; the harness waits until the system is quiet (every booking final with no
    charge or refund under way, the my page converged) or the quiet timeout passes;
 4. it checks SPEC §4 and §8 against the database and the gateway's own ledger
    (models/consistency.py), and the seat page of each reserved show against the seats of its
-   live bookings, from the API; it prints a summary, and as its last line one JSON object. Exit
+   live bookings, from the API, and that no answered queue join was lost nor any entry admitted
+   twice; it prints a summary, and as its last line one JSON object. Exit
    status 0 only if all counts are 0 (every count the report has, whatever it adds later).
 
 Everything talks to 127.0.0.1 only; the whole run is bounded by --time-limit and stops by itself.
@@ -48,6 +51,9 @@ GATEWAY_TIMEOUT_S = 2  # the stack's read timeout of a gateway call (the slow-ga
 RESERVED_PRICES = {"VIP": 5000, "R": 4000, "S": 3000, "A": 2000}
 RESERVED_LIMIT = 4  # max_per_customer of the second reserved show: customers run into it
 BEST_AVAILABLE_SHARE = 0.7  # of the reserved bookings; the rest are picks
+QUEUE_ADMIT_PER_MINUTE = 600  # the queued show's rate: customers wait seconds, through the faults
+QUEUE_POLL_S = 0.5
+QUEUE_PATIENCE_S = 300.0
 # Who picks goes for the best seats left (the page lists seats in quality order): picks collide
 # with each other and with best available, as on a real on-sale, not only when a hall is full.
 PICK_AMONG_BEST = 12
@@ -85,6 +91,9 @@ def parse_args(argv=None):
     parser.add_argument("--shows", type=int, default=10, help="general admission shows to spread them over")
     parser.add_argument("--reserved-share", type=float, default=0.3,
                         help="share of the bookings that go to the two reserved shows")
+    parser.add_argument("--queued-share", type=float, default=0.05,
+                        help="share of the bookings made through the waiting room of a queued show "
+                             "(join, poll until admitted, book with the Admission-Token)")
     parser.add_argument("--customers", type=int, default=60)
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
     parser.add_argument("--oversubscribe", type=float, default=1.3,
@@ -153,6 +162,12 @@ class Chaos:
         self.stop_faults = threading.Event()
         self.errors: list[str] = []
         self.seat_problems: list[str] = []
+        # The waiting room: customers who joined (one entry each), the entries answered 201/200,
+        # the admitted_until each poll showed per entry, and how many bookings went through it.
+        self.queued_customers: set[int] = set()
+        self.joined: dict[str, int] = {}
+        self.admitted_seen: dict[str, set] = {}
+        self.queued_bookings = 0
         self.started = time.monotonic()
 
     # -- setup --------------------------------------------------------------------------------
@@ -234,6 +249,20 @@ class Chaos:
             assert response.status_code == 201, response.text
             self.shows.append(response.json()["id"])
         self.prepare_reserved(starts_at)
+        response = self.api.call("POST", "/shows", headers=self.admin, json_body={
+            "title": "Chaos queued", "venue": "Loopback Hall", "starts_at": starts_at, "price": 1500,
+            "capacity": max(1, int(self.args.bookings * self.args.queued_share)),
+            "waiting_room": {"admit_per_minute": QUEUE_ADMIT_PER_MINUTE, "session_minutes": 15}})
+        assert response.status_code == 201, response.text
+        self.queued_show = response.json()["id"]
+        # One queue entry per customer and show: customers of their own, one per queued booking.
+        self.queue_customers = []
+        for i in range(int(self.args.bookings * self.args.queued_share * 1.5) + 5):
+            email = f"chaos-queue-{i}-{secrets.token_hex(3)}@example.com"
+            response = self.api.call("POST", "/auth/register",
+                                     json_body={"email": email, "password": "password-1", "name": f"Q{i}"})
+            assert response.status_code == 201, response.text
+            self.queue_customers.append(self._token(email, "password-1"))
 
     def prepare_reserved(self, starts_at):
         """One seat map and two reserved shows on it, the second with a purchase limit."""
@@ -287,18 +316,25 @@ class Chaos:
         customer = rnd.choice(self.customers)
         method = "tok_declined" if rnd.random() < self.args.decline_rate else "tok_ok"
         reserved = rnd.random() < self.args.reserved_share
-        if reserved:
+        extra_headers = {}
+        queued = not reserved and rnd.random() < self.args.queued_share / (1 - self.args.reserved_share)
+        if queued:
+            customer, token = self.through_the_waiting_room(rnd)
+            form = {"show_id": self.queued_show, "qty": rnd.randint(1, 2)}
+            extra_headers = {"Admission-Token": token}
+        elif reserved:
             form = self.reserved_form(rnd)
         else:
             form = {"show_id": rnd.choice(self.shows), "qty": rnd.randint(1, 3)}
         # One key for every attempt: a retry after a 5xx or a dropped connection is the same booking.
-        headers = {**customer, "Idempotency-Key": secrets.token_hex(12)}
+        headers = {**customer, **extra_headers, "Idempotency-Key": secrets.token_hex(12)}
         response = self.api.call("POST", "/bookings", headers=headers, json_body={**form, "payment_method": method})
         if response.status_code != 202:
             raise RuntimeError(f"booking not accepted: {response.status_code} {response.text[:200]}")
         booking_id = response.json()["id"]
         with self.accepted_lock:
             self.accepted.append(booking_id)
+            self.queued_bookings += queued
             if reserved:
                 self.reserved_accepted.append((booking_id, form["show_id"], "pick" if "seats" in form else "best"))
         if rnd.random() < self.args.cancel_rate:
@@ -309,6 +345,50 @@ class Chaos:
             if slow and answer.status_code == 202:
                 with self.accepted_lock:
                     self.slow_gateway_bookings.append(booking_id)
+
+    def through_the_waiting_room(self, rnd) -> tuple[dict, str]:
+        """A customer who has not queued yet joins the queued show's waiting room, polls until
+        admitted (through Redis restarts and killed workers), and returns their Admission-Token."""
+        with self.accepted_lock:
+            index = len(self.queued_customers)
+            if index >= len(self.queue_customers):
+                raise RuntimeError("every queue customer has queued once")
+            self.queued_customers.add(index)
+        customer = self.queue_customers[index]
+        joined = self.api.call("POST", f"/shows/{self.queued_show}/queue", headers=customer, ok=(200, 201))
+        if joined.status_code not in (200, 201):
+            raise RuntimeError(f"join not answered: {joined.status_code} {joined.text[:200]}")
+        entry_id = joined.json()["id"]
+        with self.accepted_lock:
+            self.joined[entry_id] = index
+        deadline = time.monotonic() + QUEUE_PATIENCE_S
+        while time.monotonic() < deadline:
+            polled = self.api.call("GET", f"/queue/{entry_id}", headers=customer, ok=(200,))
+            if polled.status_code != 200:
+                raise RuntimeError(f"queue poll: {polled.status_code} {polled.text[:200]}")
+            entry = polled.json()
+            if entry["state"] == "ADMITTED":
+                with self.accepted_lock:
+                    self.admitted_seen.setdefault(entry_id, set()).add(entry["admitted_until"])
+                return customer, entry["admission_token"]
+            if entry["state"] != "WAITING":
+                raise RuntimeError(f"queue entry {entry_id} became {entry['state']} while waiting")
+            time.sleep(QUEUE_POLL_S)
+        raise RuntimeError(f"queue entry {entry_id} not admitted within {QUEUE_PATIENCE_S:.0f}s")
+
+    def queue_problems(self) -> dict[str, list[str]]:
+        """From PostgreSQL: every entry a join was answered with still exists for its customer
+        (none lost to Redis restarts or killed processes); from the polls: no entry was seen
+        admitted with two different turns (admitted twice)."""
+        from models import db
+        from sqlalchemy import text as sql
+        with self.app.app_context():
+            rows = dict(db.session.execute(sql("SELECT id, customer_id FROM queue_entries WHERE show_id = :s"),
+                                           {"s": self.queued_show}).all())
+            db.session.remove()
+        lost = [entry_id for entry_id in self.joined if entry_id not in rows]
+        twice = [entry_id for entry_id, seen in self.admitted_seen.items() if len(seen) > 1]
+        return {"queue_entries_lost": lost, "queue_turns_changed": twice}
 
     def reserved_form(self, rnd) -> dict:
         """Best available (a random category, 1..4 seats) or a pick of 1..4 seats side by side
@@ -351,6 +431,7 @@ class Chaos:
             ("SIGKILL a worker-payments pool child", lambda: self.kill_children("worker-payments"), None, short),
             ("SIGKILL worker-maintenance and beat", lambda: (self.kill_process("worker-maintenance"),
                                                               self.kill_process("beat")), None, short),
+            ("SIGKILL worker-admission", lambda: self.kill_process("worker-admission"), None, short),
         ]
 
     def schedule_seconds(self) -> float:
@@ -500,6 +581,7 @@ class Chaos:
             raise RuntimeError("the system never answered a consistency check")
         counts = report.counts()
         self.seat_problems = self.seat_page_problems()
+        queue = self.queue_problems()
         result = {
             "bookings": len(self.accepted),
             "final_states": counts["final_states"],
@@ -508,10 +590,12 @@ class Chaos:
             "faults_missed": self.faults_missed(),
             "cancelled_while_gateway_slow": len(self.slow_gateway_bookings),
             "reserved_bookings": len(self.reserved_accepted),
+            "queued_bookings": self.queued_bookings,
             "reserved_outcomes": {kind: dict(outcomes) for kind, outcomes in self.reserved_outcomes.items()},
             # Every count of the report, the ones it gains later too: passed() wants each of them 0.
             **report_counts(counts),
             "seat_page_mismatches": len(self.seat_problems),
+            **{name: len(found) for name, found in queue.items()},
             "workload_errors": len(self.errors),
             "not_accepted": self.args.bookings - len(self.accepted) if not work.is_alive() else None,
             "seconds": round(time.monotonic() - self.started),
@@ -537,6 +621,9 @@ class Chaos:
               + "; ".join(f"{kind}: {outcomes}" for kind, outcomes in result["reserved_outcomes"].items()))
         print("report counts: " + ", ".join(f"{key} {value}" for key, value in
                                             report_counts(report.counts()).items()))
+        print(f"waiting room: {len(self.joined)} joined, {len(self.admitted_seen)} admitted, "
+              f"{self.queued_bookings} bookings through it; entries lost {result['queue_entries_lost']}, "
+              f"turns changed {result['queue_turns_changed']}")
         print(f"seat page mismatches: {result['seat_page_mismatches']}")
         for problem in self.seat_problems[:10]:
             print(f"  seat page: {problem}")
@@ -641,7 +728,8 @@ ZERO_KEYS = ("lost", "stuck", "oversold", "double_charges", "missing_refunds", "
 # The numbers of a result that are not counts of problems. Every other number is one, so a count
 # the consistency report gains (seat_double_held, limit_exceeded, ...) is in the verdict the
 # moment it is in the report, with no list here to forget to update.
-NOT_COUNTS = frozenset({"bookings", "faults", "seconds", "cancelled_while_gateway_slow", "reserved_bookings"})
+NOT_COUNTS = frozenset({"bookings", "faults", "seconds", "cancelled_while_gateway_slow", "reserved_bookings",
+                        "queued_bookings"})
 
 
 def report_counts(counts: dict) -> dict:

@@ -6,8 +6,9 @@ from celery import shared_task
 from services import waiting_room
 
 
-@shared_task(name="waiting_room.admit", acks_late=False, ignore_result=True, count_starts=False)
+@shared_task(name="waiting_room.admit", ignore_result=True, count_starts=False, autoretry_for=())
 def admit() -> int:
-    # acks_late off, starts not counted: a tick lost with its worker is not worth redelivering
-    # (nor can it loop, killing workers); the next one admits whatever came due meanwhile.
+    # A tick lost with its worker comes back past its expiry (beat's options: 1 s) and is dropped:
+    # the next tick admits whatever came due meanwhile; nor is a failed tick retried. Its starts
+    # are not counted (no database write per tick): an expired tick cannot loop, killing workers.
     return waiting_room.admit_due()

@@ -115,7 +115,7 @@ def test_probes_wait_for_what_each_process_needs(compose):
     app_services = [n for n, s in services.items() if "build" in s and n != "migrate"]
     for name in app_services:
         assert "healthcheck" in services[name], f"{name} has no healthcheck"
-    for name in ("api", "worker-booking", "worker-payments", "worker-maintenance", "beat"):
+    for name in ("api", "worker-booking", "worker-payments", "worker-maintenance", "worker-admission", "beat"):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
         assert depends["redis"]["condition"] == "service_healthy", name
@@ -124,7 +124,7 @@ def test_probes_wait_for_what_each_process_needs(compose):
 
 def test_workers_scale_and_redis_keeps_its_queues(compose):
     services = compose["services"]
-    for name in ("worker-booking", "worker-payments", "worker-maintenance"):
+    for name in ("worker-booking", "worker-payments", "worker-maintenance", "worker-admission"):
         service = services[name]
         assert "container_name" not in service and "ports" not in service, f"{name} must scale with --scale"
         grace = int(service["stop_grace_period"].rstrip("s"))

@@ -187,7 +187,7 @@ def test_deployments_have_probes_requests_and_time_to_drain(manifests):
     assert api["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert api["containers"][0]["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert api["terminationGracePeriodSeconds"] > 30  # gunicorn graceful_timeout
-    for name in ("worker-booking", "worker-payments", "worker-maintenance"):
+    for name in ("worker-booking", "worker-payments", "worker-maintenance", "worker-admission"):
         pod = deployments[name]["spec"]["template"]["spec"]
         assert pod["terminationGracePeriodSeconds"] > celeryconfig.worker_soft_shutdown_timeout, name
         assert pod["containers"][0]["livenessProbe"]["exec"]["command"] == ["python", "-m", "tasks.probe", "worker"]

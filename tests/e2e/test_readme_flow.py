@@ -135,3 +135,38 @@ def test_a_newcomer_makes_a_seat_map_and_books_a_pick_and_the_best_seats(stack, 
         "id": "1-1-5", "section": "Floor", "row": "A", "number": 5, "category": "VIP", "status": "SOLD"}
     over = book(qty=1, category="R")
     assert wait_for_booking(api, lee, over, status="REJECTED")["reject_reason"] == "limit_exceeded"
+
+
+def test_a_newcomer_queues_in_the_waiting_room_and_books_with_the_token(stack, api):
+    """The README's waiting room part: join before the sale (no place until the draw), be
+    refused without a token, be admitted at the sale, book with the token, watch the counts."""
+    create_admin_with_the_cli(stack, "queue@example.com", "queue-password")
+    admin = bearer(token(api, "queue@example.com", "queue-password"))
+    api.post("/auth/register", json={"email": "park@example.com", "password": "park-password", "name": "Park"})
+    park = bearer(token(api, "park@example.com", "park-password"))
+
+    on_sale = datetime.now(timezone.utc) + timedelta(seconds=5)
+    hot = api.post("/shows", headers=admin, json={
+        "title": "Idol tour", "venue": "KSPO Dome", "starts_at": (on_sale + timedelta(days=60)).isoformat(),
+        "price": 132000, "capacity": 100, "on_sale_at": on_sale.isoformat(),
+        "waiting_room": {"admit_per_minute": 60, "session_minutes": 10}})
+    assert hot.status_code == 201 and hot.json()["waiting_room"] == {"admit_per_minute": 60, "session_minutes": 10}
+    show_id = hot.json()["id"]
+    joined = api.post(f"/shows/{show_id}/queue", headers=park)
+    assert joined.status_code == 201 and joined.json()["state"] == "WAITING" and joined.json()["position"] is None
+    entry = joined.json()["id"]
+    assert api.post(f"/shows/{show_id}/queue", headers=park).json()["id"] == entry
+
+    admitted = wait_until(lambda: (lambda body: body if body["state"] == "ADMITTED" else None)(
+        api.get(f"/queue/{entry}", headers=park).json()), 90, 0.5, "Park's turn")
+    assert admitted["admission_token"] and admitted["admitted_until"]
+    refused = api.post("/bookings", headers=park, json={"show_id": show_id, "qty": 2, "payment_method": "tok_ok"})
+    assert refused.status_code == 403
+    booking = api.post("/bookings", headers={**park, "Admission-Token": admitted["admission_token"]},
+                       json={"show_id": show_id, "qty": 2, "payment_method": "tok_ok"})
+    assert booking.status_code == 202, booking.text
+    wait_for_booking(api, park, booking.json()["id"], status="PAID")
+    stats = api.get(f"/shows/{show_id}/queue", headers=admin).json()
+    assert (stats["waiting"], stats["admitted"], stats["draw"]["early_joiners"]) == (0, 1, 1)
+    faster = api.patch(f"/shows/{show_id}", headers=admin, json={"waiting_room": {"admit_per_minute": 600}})
+    assert faster.status_code == 200 and faster.json()["waiting_room"]["admit_per_minute"] == 600

@@ -282,31 +282,43 @@ def stats(show_id: str) -> dict:
 # --- the admission job ----------------------------------------------------------------------------
 
 def admit_due(now: datetime | None = None, *, only: list[str] | None = None) -> int:
-    """One run of the admission job over every room whose sale is open (or only these shows');
-    returns how many it admitted."""
-    now = now or utc_now()
-    query = (select(WaitingRoom.show_id).join(Show, Show.id == WaitingRoom.show_id)
-             .where(Show.starts_at > now, (Show.on_sale_at.is_(None)) | (Show.on_sale_at <= now - DRAW_GRACE))
-             .order_by(WaitingRoom.show_id))
+    """One run of the admission job; returns how many it admitted. Rooms of shows whose sale is
+    open are drawn (once) and admit what came due; every room of a show still to come gets its
+    index rebuilt if Redis lost it. `now` fixes the clock (tests); else each phase reads it."""
+    clock = (lambda: now) if now is not None else utc_now
+    started = clock()
+    query = (select(WaitingRoom.show_id, Show.on_sale_at).join(Show, Show.id == WaitingRoom.show_id)
+             .where(Show.starts_at > started).order_by(WaitingRoom.show_id))
     if only is not None:
         query = query.where(WaitingRoom.show_id.in_(only))
-    show_ids = list(db.session.scalars(query))
+    rooms = db.session.execute(query).all()
     db.session.rollback()
-    return sum(_tick(show_id, now) for show_id in show_ids)
+    admitted = 0
+    for show_id, on_sale_at in rooms:
+        on_sale = on_sale_at is None or on_sale_at <= started - DRAW_GRACE
+        admitted += _tick(show_id, clock, on_sale)
+    return admitted
 
 
-def _tick(show_id: str, now: datetime) -> int:
+def _tick(show_id: str, clock, on_sale: bool) -> int:
     index = _index()
-    if get_room(show_id).drawn_at is None:
-        _draw(show_id, now)
+    if on_sale and get_room(show_id).drawn_at is None:
+        _draw(show_id, clock)
     db.session.rollback()
     try:
         if not index.built(show_id):
             rebuild(show_id)
     except redis.RedisError as error:
         log.warning("queue index unreachable, admitting without it: %r", error)
+    if not on_sale:
+        return 0
     with UnitOfWork() as uow:
         room = get_room(show_id, lock="no key update")
+        now = clock()
+        if room.schedule_from is None:
+            # The schedule starts once the draw and the index it needs are done, so their
+            # seconds leave no backlog to catch up at the start of the sale.
+            room.start(now)
         owed = room.admissions_due(now)
         admitted = []
         if owed:
@@ -326,7 +338,7 @@ def _tick(show_id: str, now: datetime) -> int:
     return len(admitted)
 
 
-def _draw(show_id: str, now: datetime) -> None:
+def _draw(show_id: str, clock) -> None:
     """Draw the early joiners' order, once: the room's row FOR UPDATE waits out every join batch in
     flight and holds off the next until it commits (services/queue_joins.py)."""
     with UnitOfWork() as uow:
@@ -335,8 +347,7 @@ def _draw(show_id: str, now: datetime) -> None:
             return
         seed = secrets.token_hex(32)
         order = rank_early_joiners(room, seed)
-        room.drawn_at, room.draw_seed, room.early_joiners = now, seed, len(order)
-        room.start(now)
+        room.drawn_at, room.draw_seed, room.early_joiners = clock(), seed, len(order)
         uow.commit()
     log.info("waiting room of show %s drawn: %d early joiners", show_id, len(order))
     _forget(_index(), show_id)  # the ranks reach the index by the rebuild that follows

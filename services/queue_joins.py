@@ -26,6 +26,7 @@ from sqlalchemy import text
 
 from models import db
 from models.errors import NotFound
+from observability.metrics import QUEUE_JOIN_BATCHES, QUEUE_JOINS_WRITTEN
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 500
@@ -105,6 +106,8 @@ class JoinWriter:
                 for join in batch:
                     join.written.set_exception(error)
                 continue
+            QUEUE_JOIN_BATCHES.inc()
+            QUEUE_JOINS_WRITTEN.inc(len(batch))
             for join in batch:
                 found = written.get((join.show_id, join.customer_id))
                 if found is None:

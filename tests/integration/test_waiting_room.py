@@ -276,3 +276,49 @@ def test_the_consistency_report_checks_the_queue_and_finds_what_is_wrong(app, cl
                                 "admitted_until = NULL WHERE id = :id"), {"id": entries[2]["id"]})
         db.session.commit()
     assert queue_counts(app, show) == {"queue_out_of_order": 0, "queue_admitted_twice": 0, "admission_misused": 0}
+
+
+class Writes:
+    """The statements that write, counted as the API's engine sends them."""
+
+    def __init__(self, app):
+        from models import db
+        with app.app_context():
+            self.engine = db.engine
+        self.statements = []
+
+    def __enter__(self):
+        from sqlalchemy import event
+        event.listen(self.engine, "before_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *exc):
+        from sqlalchemy import event
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            self.statements.append(statement)
+
+
+def test_joins_are_written_in_batches_and_polls_write_nothing(app, new_customer, queued_show):
+    from concurrent.futures import ThreadPoolExecutor
+    show = queued_show(admit_per_minute=60)
+    customers = [new_customer() for _ in range(120)]
+
+    def join_one(customer):
+        response = app.test_client().post(f"/shows/{show['id']}/queue", headers=customer["headers"])
+        assert response.status_code == 201, response.json
+        return response.json["id"]
+
+    with Writes(app) as writes, ThreadPoolExecutor(32) as pool:
+        ids = list(pool.map(join_one, customers))
+    inserts = [s for s in writes.statements if "INTO queue_entries" in s]
+    assert len(set(ids)) == 120
+    assert 1 <= len(inserts) < 120 and len(writes.statements) == len(inserts)  # batched, nothing else written
+
+    with Writes(app) as writes:
+        for customer, entry_id in zip(customers, ids):
+            assert poll(app.test_client(), customer, entry_id)["state"] == "WAITING"
+            assert join(app.test_client(), customer, show["id"]).status_code == 200
+    assert writes.statements == []

@@ -39,6 +39,59 @@ def start_api(folder: Path, env: dict, name: str = "api", workers: int = 2) -> t
     return process, url
 
 
+class PrivateStack:
+    """A Redis server of its own (to stop, restart, empty), an API on it, and workers and beat
+    started per test (stopped by `stop_processes`); PostgreSQL is the suite's."""
+
+    def __init__(self, folder: Path, env: dict, api_name: str):
+        from stack.embedded import EmbeddedRedis
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.redis_server = EmbeddedRedis(folder / "redis", free_port())
+        self.redis_server.start()
+        self.url = self.redis_server.url(0)
+        self.env = {"REDIS_URL": self.url, **env}
+        self.api_name = api_name
+        self.api, self.api_url = start_api(folder, self.env, name=api_name)
+        self.processes = []
+        self._names = iter(range(1000))
+
+    def redis(self):
+        return redis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
+
+    def worker(self, concurrency=2, queues=None, extra_env=None):
+        from tests.processes import start_worker
+        name = f"{self.api_name}-worker-{next(self._names)}"
+        options = {"queues": queues} if queues else {}
+        process = start_worker(self.folder, name, {**self.env, **(extra_env or {})}, concurrency=concurrency,
+                               **options)
+        self.processes.append(process)
+        return process
+
+    def beat(self):
+        name = f"{self.api_name}-beat-{next(self._names)}"
+        process = ManagedProcess(name, [str(BIN / "celery"), "-A", "wsgi.celery", "beat", "--loglevel", "INFO",
+                                        "--schedule", str(self.folder / f"{name}-schedule")],
+                                 self.folder / f"{name}.log",
+                                 {**self.env, "HEARTBEAT_FILE": str(self.folder / f"{name}.heartbeat")}).start()
+        process.wait_for_log("beat: Starting", timeout=90)
+        self.processes.append(process)
+        return process
+
+    def restart_api(self):
+        self.api.stop()
+        self.api, self.api_url = start_api(self.folder, self.env, name=f"{self.api_name}-{next(self._names)}")
+
+    def stop_processes(self):
+        while self.processes:
+            self.processes.pop().stop()
+
+    def close(self):
+        self.stop_processes()
+        self.api.stop()
+        self.redis_server.stop()
+
+
 BATCH_STEPS = frozenset({"seats.reserve", "payments.charge", "payments.refund", "tickets.make_issuable", "mypage.project"})
 
 

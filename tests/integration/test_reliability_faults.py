@@ -10,64 +10,25 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 from sqlalchemy import select
 
-from stack.embedded import EmbeddedRedis
-from tests.integration.observed_stack import outbox_rows, start_api, step_runs
-from tests.processes import BIN, ManagedProcess, free_port, start_worker, wait_until
+from tests.integration.observed_stack import PrivateStack, outbox_rows, step_runs
+from tests.processes import wait_until
 
 
-class Private:
+class Private(PrivateStack):
     """One Redis server, one API; workers and beat started per test (and stopped by `close`)."""
 
     def __init__(self, folder, gateway):
-        self.folder = folder
-        self.redis_server = EmbeddedRedis(folder / "redis", free_port())
-        self.redis_server.start()
-        self.url = self.redis_server.url(0)
-        self.env = {"REDIS_URL": self.url, "GATEWAY_URL": gateway.base_url, "GATEWAY_TIMEOUT_S": "3",
-                    "RETRY_BACKOFF_MAX_S": "2", "REDRIVE_STUCK_AFTER_S": "5", "BREAKER_FAIL_MAX": "1000"}
-        self.api, self.api_url = start_api(folder, self.env, name="faults-api")
-        self.processes = []
-        self._names = iter(range(1000))
-
-    def redis(self):
-        return redis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
-
-    def worker(self, concurrency=2, queues=None, extra_env=None):
-        name = f"faults-worker-{next(self._names)}"
-        options = {"queues": queues} if queues else {}
-        process = start_worker(self.folder, name, {**self.env, **(extra_env or {})}, concurrency=concurrency,
-                               **options)
-        self.processes.append(process)
-        return process
-
-    def beat(self):
-        name = f"faults-beat-{next(self._names)}"
-        process = ManagedProcess(name, [str(BIN / "celery"), "-A", "wsgi.celery", "beat", "--loglevel", "INFO",
-                                        "--schedule", str(self.folder / f"{name}-schedule")],
-                                 self.folder / f"{name}.log",
-                                 {**self.env, "HEARTBEAT_FILE": str(self.folder / f"{name}.heartbeat")}).start()
-        process.wait_for_log("beat: Starting", timeout=90)
-        self.processes.append(process)
-        return process
+        super().__init__(folder, {"GATEWAY_URL": gateway.base_url, "GATEWAY_TIMEOUT_S": "3", "RETRY_BACKOFF_MAX_S": "2",
+                                  "REDRIVE_STUCK_AFTER_S": "5", "BREAKER_FAIL_MAX": "1000"}, api_name="faults-api")
 
     def book(self, customer, show_id, qty=1, timeout=10):
         response = requests.post(self.api_url + "/bookings", headers=customer["headers"], timeout=timeout,
                                  json={"show_id": show_id, "qty": qty, "payment_method": "tok_ok"})
         assert response.status_code == 202, response.text
         return response.json()["id"]
-
-    def stop_processes(self):
-        while self.processes:
-            self.processes.pop().stop()
-
-    def close(self):
-        self.stop_processes()
-        self.api.stop()
-        self.redis_server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -17,44 +17,18 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from stack.embedded import EmbeddedRedis
-from tests.integration.observed_stack import start_api
-from tests.processes import BIN, ManagedProcess, free_port, start_worker, wait_until
+from tests.integration.observed_stack import PrivateStack
+from tests.processes import wait_until
 
 
-class Room:
+class Room(PrivateStack):
     """A Redis server, an API, beat and admission workers of their own."""
 
     def __init__(self, folder, gateway):
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.redis_server = EmbeddedRedis(folder / "redis", free_port())
-        self.redis_server.start()
-        self.url = self.redis_server.url(0)
-        self.env = {"REDIS_URL": self.url, "GATEWAY_URL": gateway.base_url, "ADMISSION_TICK_S": "0.2"}
-        self.api, self.api_url = start_api(folder, self.env, name="queue-api")
-        self.processes = []
-        self._names = iter(range(1000))
+        super().__init__(folder, {"GATEWAY_URL": gateway.base_url, "ADMISSION_TICK_S": "0.2"}, api_name="queue-api")
 
     def admission_worker(self):
-        process = start_worker(self.folder, f"admission-{next(self._names)}", self.env, queues="waiting_room",
-                               concurrency=1)
-        self.processes.append(process)
-        return process
-
-    def beat(self):
-        name = f"queue-beat-{next(self._names)}"
-        process = ManagedProcess(name, [str(BIN / "celery"), "-A", "wsgi.celery", "beat", "--loglevel", "INFO",
-                                        "--schedule", str(self.folder / f"{name}-schedule")],
-                                 self.folder / f"{name}.log",
-                                 {**self.env, "HEARTBEAT_FILE": str(self.folder / f"{name}.heartbeat")}).start()
-        process.wait_for_log("beat: Starting", timeout=90)
-        self.processes.append(process)
-        return process
-
-    def restart_api(self):
-        self.api.stop()
-        self.api, self.api_url = start_api(self.folder, self.env, name=f"queue-api-{next(self._names)}")
+        return self.worker(concurrency=1, queues="waiting_room")
 
     def join(self, customer, show_id, timeout=10):
         return requests.post(f"{self.api_url}/shows/{show_id}/queue", headers=customer["headers"], timeout=timeout)
@@ -63,15 +37,6 @@ class Room:
         response = requests.get(f"{self.api_url}/queue/{entry_id}", headers=customer["headers"], timeout=10)
         assert response.status_code == 200, response.text
         return response.json()
-
-    def stop_processes(self):
-        while self.processes:
-            self.processes.pop().stop()
-
-    def close(self):
-        self.stop_processes()
-        self.api.stop()
-        self.redis_server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +121,7 @@ def test_a_redis_that_comes_back_empty_loses_no_place(app, client, admin_headers
 
     clean_room.redis_server.restart(empty=True)
     assert clean_room.redis_server.running
-    import redis
-    assert redis.Redis.from_url(clean_room.url).dbsize() == 0
+    assert clean_room.redis().dbsize() == 0
 
     # Before any rebuild, a poll is answered from PostgreSQL; joining again finds the same entry.
     for customer in customers[:5]:
@@ -169,7 +133,7 @@ def test_a_redis_that_comes_back_empty_loses_no_place(app, client, admin_headers
     # The admission job rebuilds the index from PostgreSQL and admits in the same order.
     clean_room.admission_worker()
     clean_room.beat()
-    wait_until(lambda: redis.Redis.from_url(clean_room.url).exists(f"wq:{show['id']}:built"), 30, 0.1, "the rebuild")
+    wait_until(lambda: clean_room.redis().exists(f"wq:{show['id']}:built"), 30, 0.1, "the rebuild")
     wait_until(lambda: room_row(app, show["id"]).admitted >= 6, 60, 0.2, "admissions after the restart")
     clean_room.stop_processes()
     admitted = assert_admitted_once_in_order(app, show["id"])

@@ -29,5 +29,9 @@ class Forbidden(DomainError):
     """The caller may not do this (a booking without a valid Admission-Token, say)."""
 
 
+class Unavailable(DomainError):
+    """A part the request needs is down for the moment (the database behind a queue join, say): try again."""
+
+
 class AlreadyExists(Conflict):
     """A unique thing (an email, say) is taken."""

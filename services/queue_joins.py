@@ -134,17 +134,16 @@ def _write(batch: list[_Join]) -> dict[tuple[str, str], Written]:
             for row in rows}
 
 
-_writers: dict[int, JoinWriter] = {}
 _writers_lock = threading.Lock()
 
 
 def writer(app: Flask) -> JoinWriter:
-    """This process's writer (a forked worker starts its own)."""
-    pid = os.getpid()
-    found = _writers.get(pid)
+    """This app's writer in this process (a forked worker starts its own)."""
+    key = ("queue_join_writer", os.getpid())
+    found = app.extensions.get(key)
     if found is None:
         with _writers_lock:
-            found = _writers.get(pid)
+            found = app.extensions.get(key)
             if found is None:
-                found = _writers[pid] = JoinWriter(app)
+                found = app.extensions[key] = JoinWriter(app)
     return found

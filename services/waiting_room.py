@@ -18,6 +18,8 @@ import logging
 import math
 import secrets
 import time
+from contextlib import contextmanager
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -25,10 +27,11 @@ import jwt
 import redis
 from flask import current_app
 from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from models import db
 from models.database import new_id, utc_now
-from models.errors import Conflict, Forbidden, InvalidInput, NotFound
+from models.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from models.lifecycles import QueueState
 from models.shows import Show, get_show
 from models.waiting_room import (LATE, QueueEntry, WaitingRoom, admit_next, get_room, order_score,
@@ -86,10 +89,11 @@ def _facts_of(show_id: str) -> _Facts:
     cached = _facts.get(show_id)
     if cached is not None and cached[0] > time.monotonic():
         return cached[1]
-    row = db.session.execute(
-        select(Show.starts_at, Show.on_sale_at, Show.remaining, WaitingRoom.show_id, WaitingRoom.admit_per_minute)
-        .outerjoin(WaitingRoom, WaitingRoom.show_id == Show.id).where(Show.id == show_id)).one_or_none()
-    db.session.rollback()  # a read: end its transaction now, not at the end of the request
+    with _database_or_unavailable():
+        row = db.session.execute(
+            select(Show.starts_at, Show.on_sale_at, Show.remaining, WaitingRoom.show_id, WaitingRoom.admit_per_minute)
+            .outerjoin(WaitingRoom, WaitingRoom.show_id == Show.id).where(Show.id == show_id)).one_or_none()
+        db.session.rollback()  # a read: end its transaction now, not at the end of the request
     if row is None:
         raise NotFound("show not found")
     facts = _Facts(row[3] is not None, row.starts_at, row.on_sale_at, row.remaining == 0, row.admit_per_minute)
@@ -97,6 +101,17 @@ def _facts_of(show_id: str) -> _Facts:
         _facts.clear()
     _facts[show_id] = (time.monotonic() + FACTS_TTL_S, facts)
     return facts
+
+
+@contextmanager
+def _database_or_unavailable():
+    """Join and poll with PostgreSQL away: 503 (try again), not 500."""
+    try:
+        yield
+    except SQLAlchemyError as error:
+        db.session.rollback()
+        log.warning("the waiting room could not reach the database: %r", error)
+        raise Unavailable("the waiting room cannot answer at this moment; try again in a few seconds") from None
 
 
 def _token_key() -> bytes:
@@ -166,7 +181,11 @@ def join(customer_id: str, show_id: str) -> tuple[EntryView, bool]:
         raise Conflict("sales for this show are closed")
     if facts.sold_out:
         raise Conflict("this show is sold out")
-    written = writer(current_app._get_current_object()).write(new_id(), show_id, customer_id, now)
+    try:
+        with _database_or_unavailable():
+            written = writer(current_app._get_current_object()).write(new_id(), show_id, customer_id, now)
+    except FutureTimeout:
+        raise Unavailable("the waiting room cannot take joins at this moment; try again in a few seconds") from None
     score = order_score(written.draw_rank, written.arrival_seq, early=written.early)
     try:
         indexed = index.publish_join(show_id, customer_id, written.id, score, written.state)
@@ -203,6 +222,11 @@ _PLACE = text(f"""
 
 
 def _status_from_database(entry_id: str, customer_id: str, now: datetime) -> EntryView:
+    with _database_or_unavailable():
+        return _read_status(entry_id, customer_id, now)
+
+
+def _read_status(entry_id: str, customer_id: str, now: datetime) -> EntryView:
     entry = db.session.get(QueueEntry, entry_id)
     if entry is None or entry.customer_id != customer_id:
         raise NotFound("queue entry not found")

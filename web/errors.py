@@ -9,9 +9,9 @@ from marshmallow import Schema, fields
 from sqlalchemy.exc import IntegrityError
 
 from models import db
-from models.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from models.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, Unavailable
 
-STATUS_OF = ((NotFound, 404), (InvalidInput, 422), (Conflict, 409), (Forbidden, 403))
+STATUS_OF = ((NotFound, 404), (InvalidInput, 422), (Conflict, 409), (Forbidden, 403), (Unavailable, 503))
 UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
 # What a unique constraint that lost a race means to the caller (the same words as the check).
 UNIQUE_CONFLICTS = {"uq_users_email": "this email is already registered"}

@@ -56,7 +56,8 @@ class ShowQueue(MethodView):
     @blp.response(201, QueueEntrySchema)
     @blp.alt_response(200, schema=QueueEntrySchema, description="Joined before: the same entry")
     @documented_errors(blp, 401, 429, e403="Only customers queue", e404="No such show",
-                       e409="The show has no waiting room, is sold out, or its sales are closed")
+                       e409="The show has no waiting room, is sold out, or its sales are closed",
+                       e503="The join could not be recorded (the database is away): try again")
     @blp.doc(security=BEARER)
     def post(self, show_id):
         """Join the show's waiting room (once per customer: joining again returns the same entry)"""
@@ -76,7 +77,8 @@ class ShowQueue(MethodView):
 class QueueEntryById(MethodView):
     @login_required()
     @blp.response(200, QueueEntrySchema)
-    @documented_errors(blp, 401, e404="No such entry, or not yours")
+    @documented_errors(blp, 401, e404="No such entry, or not yours",
+                       e503="Neither the index nor the database could answer: poll again")
     @blp.doc(security=BEARER)
     def get(self, entry_id):
         """Poll the entry: the place while waiting, the Admission-Token once admitted"""

@@ -322,3 +322,23 @@ def test_joins_are_written_in_batches_and_polls_write_nothing(app, new_customer,
             assert poll(app.test_client(), customer, entry_id)["state"] == "WAITING"
             assert join(app.test_client(), customer, show["id"]).status_code == 200
     assert writes.statements == []
+
+
+def test_with_the_database_away_joins_and_polls_answer_503_not_500(app, new_customer, queued_show):
+    """An API whose PostgreSQL is unreachable (a port nothing listens on) and whose Redis index
+    does not know the entry: the customer is told to try again, and the entry stays as it was."""
+    from tests.processes import free_port
+    from web import create_app
+    show, customer = queued_show(admit_per_minute=60), new_customer()
+    entry = join(app.test_client(), customer, show["id"]).json
+    away = create_app({"SQLALCHEMY_DATABASE_URI": f"postgresql+psycopg://root@127.0.0.1:{free_port()}/none",
+                       "JWT_SECRET_KEY": app.config["JWT_SECRET_KEY"], "REDIS_URL": app.config["REDIS_URL"]})
+    app.extensions["celery"].set_default()
+    other = new_customer()
+    response = away.test_client().post(f"/shows/{show['id']}/queue", headers=other["headers"])
+    assert response.status_code == 503, response.json
+    response = away.test_client().get(f"/queue/{secrets.token_hex(8)}", headers=customer["headers"])
+    assert response.status_code == 503, response.json
+    # What the index knows is still answered without the database.
+    assert away.test_client().get(f"/queue/{entry['id']}", headers=customer["headers"]).json["id"] == entry["id"]
+    assert poll(app.test_client(), customer, entry["id"])["state"] == "WAITING"

@@ -34,8 +34,8 @@ def create_app(config: dict | None = None) -> Flask:
     jwt.init_app(app)
     api.init_app(app)
 
-    from web import admin, auth, bookings, errors, mypage, ops, seat_maps, shows
-    for module in (auth, seat_maps, shows, bookings, mypage, ops, admin):
+    from web import admin, auth, bookings, checkins, errors, mypage, ops, seat_maps, shows
+    for module in (auth, seat_maps, shows, bookings, checkins, mypage, ops, admin):
         api.register_blueprint(module.blp)
     errors.init_app(app, api)
     from web import docs, ratelimit

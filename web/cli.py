@@ -1,8 +1,10 @@
 """`flask --app wsgi users create-admin EMAIL [--password PASSWORD]`
+`flask --app wsgi users create-staff EMAIL [--password PASSWORD]` (door staff, SPEC §10)
 
 The password is read from, in this order: `--password` (convenient in scripts, but it lands in
 the shell history and the process list), the environment variable BOXOFFICE_ADMIN_PASSWORD
-(for automation: a secret store or an orchestrator sets it), or a hidden prompt that asks twice.
+(BOXOFFICE_STAFF_PASSWORD for staff; for automation: a secret store or an orchestrator sets it),
+or a hidden prompt that asks twice.
 """
 import click
 from flask.cli import AppGroup
@@ -15,17 +17,17 @@ from web.fields import unstorable_reason
 users_cli = AppGroup("users", help="Manage user accounts.")
 
 PASSWORD_ENV = "BOXOFFICE_ADMIN_PASSWORD"
+STAFF_PASSWORD_ENV = "BOXOFFICE_STAFF_PASSWORD"
 
 
-@users_cli.command("create-admin")
-@click.argument("email")
-@click.option("--password", envvar=PASSWORD_ENV, show_envvar=True, prompt=True, hide_input=True,
-              confirmation_prompt=True,
-              help="The admin's password (at least 8 characters). Without it: the environment "
-                   "variable, else a hidden prompt.")
-@click.option("--name", default="Administrator", show_default=True)
-def create_admin(email: str, password: str, name: str) -> None:
-    """Create an admin account."""
+def _password_option(envvar: str, who: str):
+    return click.option("--password", envvar=envvar, show_envvar=True, prompt=True, hide_input=True,
+                        confirmation_prompt=True,
+                        help=f"The {who}'s password (at least 8 characters). Without it: the environment "
+                             "variable, else a hidden prompt.")
+
+
+def _create(role: Role, email: str, password: str, name: str) -> None:
     if len(password) < 8:
         raise click.BadParameter("must be at least 8 characters", param_hint="--password")
     for hint, value in (("EMAIL", email), ("--password", password), ("--name", name)):
@@ -33,7 +35,25 @@ def create_admin(email: str, password: str, name: str) -> None:
         if reason:
             raise click.BadParameter(reason, param_hint=hint)
     try:
-        user = register_user(email, password, name, role=Role.ADMIN)
+        user = register_user(email, password, name, role=role)
     except AlreadyExists as error:
         raise click.ClickException(error.message)
-    click.echo(f"admin {user.email} created ({user.id})")
+    click.echo(f"{role} {user.email} created ({user.id})")
+
+
+@users_cli.command("create-admin")
+@click.argument("email")
+@_password_option(PASSWORD_ENV, "admin")
+@click.option("--name", default="Administrator", show_default=True)
+def create_admin(email: str, password: str, name: str) -> None:
+    """Create an admin account."""
+    _create(Role.ADMIN, email, password, name)
+
+
+@users_cli.command("create-staff")
+@click.argument("email")
+@_password_option(STAFF_PASSWORD_ENV, "door staff member")
+@click.option("--name", default="Door staff", show_default=True)
+def create_staff(email: str, password: str, name: str) -> None:
+    """Create a door staff account: it may check tickets in, nothing else."""
+    _create(Role.STAFF, email, password, name)

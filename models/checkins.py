@@ -34,7 +34,9 @@ class CheckinRefused(Conflict):
 
     def __init__(self, result: Result, message: str, **details):
         super().__init__(message)
-        self.details = {"result": result.value, **details}
+        self.details = {"result": result.value,
+                        **{key: value.isoformat() if isinstance(value, datetime) else value
+                           for key, value in details.items()}}
 
 
 def wrong_show(claims: dict, show_id: str) -> CheckinRefused:

@@ -17,6 +17,8 @@ harness. Every check is a read: running it never changes anything.
   and no seat has a second holder or a holder that is not live; the seat page (show_seat_states)
   shows what the holds say; each category's remaining is its capacity less its taken seats; and
   no customer holds more than the show's max_per_customer.
+- the door (SPEC §10): no ticket is CHECKED_IN on a booking that is not PAID (a check-in and a
+  cancel both happened), and none without the signed QR it was admitted with.
 """
 from __future__ import annotations
 
@@ -115,6 +117,20 @@ def seat_report() -> dict[str, list]:
     return {"seat_double_held": double_held, "category_mismatches": categories, "limit_exceeded": over}
 
 
+def door_report() -> dict[str, list]:
+    """Check-ins on bookings that are not PAID, and check-ins of tickets with no signed QR: one
+    scan of the tickets, as issued_on_refunded."""
+    rows = db.session.execute(
+        select(Ticket.booking_id, Booking.status, Payment.status, Ticket.qr.is_(None) | Ticket.tid.is_(None))
+        .join(Booking, Booking.id == Ticket.booking_id).join(Payment, Payment.booking_id == Ticket.booking_id)
+        .where(Ticket.status == TicketStatus.CHECKED_IN,
+               (Booking.status != BookingStatus.PAID) | (Payment.status != PaymentStatus.PAID)
+               | Ticket.qr.is_(None) | Ticket.tid.is_(None))).all()
+    return {"checked_in_not_paid": [booking_id for booking_id, status, payment, _ in rows
+                                    if status != BookingStatus.PAID or payment != PaymentStatus.PAID],
+            "checked_in_unsigned": [booking_id for booking_id, _, _, unsigned in rows if unsigned]}
+
+
 def expected_balance(status: str, amount: int) -> int:
     """What the gateway should hold for a booking in a final state (SPEC §4.3): its amount when
     PAID, 0 otherwise; so 0 in every state for a free booking (amount 0, never sent to the gateway)."""
@@ -209,6 +225,7 @@ class Report:
     stuck: list[str]
     lost: list[str] = field(default_factory=list)
     seats: dict = field(default_factory=dict)  # seat_report()
+    door: dict = field(default_factory=dict)  # door_report()
 
     @property
     def oversold(self) -> int:
@@ -241,6 +258,7 @@ class Report:
             "issued_on_refunded": len(self.issued_on_refunded),
             "mypage_mismatches": len(self.mypage_mismatches),
             **{name: len(found) for name, found in self.seats.items()},
+            **{name: len(found) for name, found in self.door.items()},
         }
 
     @property
@@ -264,6 +282,7 @@ def check(gateway, accepted_ids=()) -> Report:
         stuck=unsettled_bookings(),
         lost=missing_bookings(accepted_ids) if accepted_ids else [],
         seats=seat_report(),
+        door=door_report(),
     )
     # A charge at the gateway for a reference we have no booking for is money taken without a hold.
     known = set(db.session.scalars(select(Booking.id)))

@@ -62,6 +62,8 @@ class ConsistencySchema(Schema):
     unsettled = fields.List(fields.String())
     seats = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), metadata={
         "description": "reserved seating: seat_double_held, category_mismatches, limit_exceeded (SPEC §8 invariants 7–9)"})
+    door = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), metadata={
+        "description": "the door (SPEC §10): checked_in_not_paid, checked_in_unsigned (booking ids)"})
 
 
 @blp.route("/task-failures")
@@ -104,11 +106,13 @@ class Consistency(MethodView):
     @blp.doc(security=BEARER)
     def get(self):
         """Check the invariants: seats per show, money per booking against the gateway's ledger,
-        no ticket issued on a refunded booking, the my page equal to the source of truth"""
+        no ticket issued on a refunded booking nor checked in on an unpaid one, the my page equal
+        to the source of truth"""
         try:
             report = consistency.check(current_app.extensions["payment_gateway"])
         except (GatewayUnavailable, GatewayRejected) as error:
             abort(503, message=f"the payment gateway's ledger is unavailable: {error}")
         return {"consistent": report.consistent, "counts": report.counts(), "shows": report.shows,
                 "money_problems": report.money_problems, "issued_on_refunded": report.issued_on_refunded,
-                "mypage_mismatches": report.mypage_mismatches, "unsettled": report.stuck, "seats": report.seats}
+                "mypage_mismatches": report.mypage_mismatches, "unsettled": report.stuck, "seats": report.seats,
+                "door": report.door}

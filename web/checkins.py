@@ -68,8 +68,9 @@ class CheckinSchema(Schema):
 
 
 class CheckinRefusalSchema(ErrorSchema):
-    result = fields.String(required=True, metadata={
-        "description": "ALREADY_CHECKED_IN, VOID, WRONG_SHOW (409) or INVALID (422)"})
+    result = fields.String(metadata={
+        "description": "ALREADY_CHECKED_IN, VOID, WRONG_SHOW (409) or INVALID (422: a QR that is no ticket "
+                       "of ours; invalid input has `errors` instead)"})
     tid = fields.String()
     first_checked_in_at = fields.AwareDateTime(format="iso", metadata={"description": "ALREADY_CHECKED_IN"})
     gate = fields.String(allow_none=True, metadata={"description": "ALREADY_CHECKED_IN: the gate that admitted it"})

@@ -15,11 +15,11 @@ def bearer(token):
     return {"Authorization": f"Bearer {token}"}
 
 
-def create_admin_with_the_cli(stack, email, password):
+def create_admin_with_the_cli(stack, email, password, command="create-admin"):
     env = {**os.environ, "DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url,
            "BOXOFFICE_INSTANCE": str(stack.data_dir / "instance"), "PYTHONPATH": str(ROOT)}
     flask = str(Path(sys.executable).parent / "flask")
-    result = subprocess.run([flask, "--app", "wsgi", "users", "create-admin", email, "--password", password],
+    result = subprocess.run([flask, "--app", "wsgi", "users", command, email, "--password", password],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert email in result.stdout
@@ -135,3 +135,47 @@ def test_a_newcomer_makes_a_seat_map_and_books_a_pick_and_the_best_seats(stack, 
         "id": "1-1-5", "section": "Floor", "row": "A", "number": 5, "category": "VIP", "status": "SOLD"}
     over = book(qty=1, category="R")
     assert wait_for_booking(api, lee, over, status="REJECTED")["reject_reason"] == "limit_exceeded"
+
+
+def test_a_newcomer_issues_a_ticket_verifies_its_qr_offline_and_checks_it_in_once(stack, api):
+    """The README's door part: a staff account from the CLI, a ticket's QR verified with nothing
+    but the published key, admitted once, a second scan refused, the booking no longer
+    cancellable, the offline list and upload, and a key rotation that old tickets survive."""
+    import jwt
+    create_admin_with_the_cli(stack, "door-admin@example.com", "door-admin-password")
+    admin = bearer(token(api, "door-admin@example.com", "door-admin-password"))
+    create_admin_with_the_cli(stack, "gate@example.com", "gate-password", command="create-staff")
+    staff = bearer(token(api, "gate@example.com", "gate-password"))
+    api.post("/auth/register", json={"email": "park@example.com", "password": "park-password", "name": "Park"})
+    park = bearer(token(api, "park@example.com", "park-password"))
+    starts_at = (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()
+    show = api.post("/shows", headers=admin, json={"title": "Macbeth", "venue": "Seoul Arts Center",
+                                                   "starts_at": starts_at, "price": 40000, "capacity": 50}).json()
+    booking = api.post("/bookings", headers=park, json={"show_id": show["id"], "qty": 2,
+                                                        "payment_method": "tok_ok"}).json()["id"]
+    wait_for_booking(api, park, booking, status="PAID", ticket_status="ISSUABLE")
+    qr = api.post(f"/bookings/{booking}/ticket", headers=park).json()["ticket"]["qr"]
+
+    keys = api.get(f"/shows/{show['id']}/checkin-key").json()
+    assert keys["alg"] == "EdDSA" and keys["jwk"]["crv"] == "Ed25519"
+    jwk = next(key for key in keys["keys"] if key["kid"] == jwt.get_unverified_header(qr)["kid"])
+    claims = jwt.decode(qr, jwt.PyJWK(jwk).key, algorithms=["EdDSA"])
+    assert (claims["bid"], claims["sid"], claims["qty"]) == (booking, show["id"], 2)
+
+    admitted = api.post("/checkins", headers=staff, json={"qr": qr, "gate": "north", "show_id": show["id"]})
+    assert admitted.status_code == 200 and admitted.json()["result"] == "ADMITTED"
+    again = api.post("/checkins", headers=staff, json={"qr": qr, "gate": "south"})
+    assert again.status_code == 409 and again.json()["result"] == "ALREADY_CHECKED_IN"
+    assert again.json()["gate"] == "north"
+    assert api.post(f"/bookings/{booking}/cancel", headers=park).status_code == 409
+    assert api.post("/checkins", headers=park, json={"qr": qr}).status_code == 403
+
+    listed = api.get(f"/shows/{show['id']}/checkin-list", headers=staff).json()
+    assert listed["checked_in"] == [claims["tid"]] and listed["valid"] == [] and listed["version"]
+    uploaded = api.post("/checkins/batch", headers=staff, json={"scans": [
+        {"qr": qr, "scanned_at": datetime.now(timezone.utc).isoformat(), "gate": "east"}]})
+    assert uploaded.status_code == 200 and uploaded.json()["results"][0]["result"] == "DUPLICATE"
+
+    rotated = api.post(f"/shows/{show['id']}/checkin-key/rotate", headers=admin).json()
+    assert rotated["jwk"]["kid"] != jwk["kid"] and jwk in rotated["keys"]
+    assert api.post("/checkins", headers=staff, json={"qr": qr}).json()["result"] == "ALREADY_CHECKED_IN"

@@ -313,3 +313,29 @@ def test_a_cancel_racing_a_check_in_either_admits_or_cancels_never_both(api_url,
             outcomes["cancelled"] += 1
         assert state["payment_status"] in ("PAID", "REFUNDED")
     print(f"cancel vs check-in: {outcomes}")
+
+
+def test_the_consistency_report_finds_a_check_in_on_a_booking_that_is_not_paid(
+        app, client, issued, staff_headers, admin_headers):
+    from sqlalchemy import text
+
+    from models import db
+    show, [ticket] = issued()
+    assert client.post("/checkins", headers=staff_headers, json={"qr": ticket["qr"]}).status_code == 200
+    body = client.get("/admin/consistency", headers=admin_headers).json
+    assert set(body["door"]) == {"checked_in_not_paid", "checked_in_unsigned"}
+    assert ticket["booking_id"] not in body["door"]["checked_in_not_paid"]
+    with app.app_context():  # corrupt it, past every layer: the payment refunded after the check-in
+        db.session.execute(text("UPDATE payments SET status = 'REFUNDED' WHERE booking_id = :id"),
+                           {"id": ticket["booking_id"]})
+        db.session.commit()
+    try:
+        body = client.get("/admin/consistency", headers=admin_headers).json
+        assert ticket["booking_id"] in body["door"]["checked_in_not_paid"]
+        assert body["counts"]["checked_in_not_paid"] >= 1 and body["consistent"] is False
+    finally:
+        with app.app_context():
+            db.session.execute(text("UPDATE payments SET status = 'PAID' WHERE booking_id = :id"),
+                               {"id": ticket["booking_id"]})
+            db.session.commit()
+            db.session.remove()

@@ -28,14 +28,16 @@ ANSWER_BYTES = 260  # about the size of a check-in's answer
 
 
 def seed_tickets(bench: harness.BenchStack, count: int) -> tuple[str, list[str]]:
-    """A show with `count` paid bookings of one seat, each with an issued, signed ticket: (show id,
-    their QRs). Straight into the database, in one transaction per 2,000."""
+    """A show with `count` paid bookings of one seat, each with an issued, signed ticket and its
+    my page row: (show id, their QRs). Straight into the database, in one transaction per 2,000
+    (without the my page rows the convergence job would write them during the run)."""
     from sqlalchemy import insert, select
 
     from models import db
     from models.bookings import Booking
     from models.checkin_keys import signing_key
     from models.database import new_id, utc_now
+    from models.mypage import project_ids
     from models.payments import Payment
     from models.shows import Show
     from models.tickets import Ticket
@@ -67,6 +69,7 @@ def seed_tickets(bench: harness.BenchStack, count: int) -> tuple[str, list[str]]
             db.session.execute(insert(Booking), bookings)
             db.session.execute(insert(Payment), payments)
             db.session.execute(insert(Ticket), tickets)
+            project_ids([booking["id"] for booking in bookings])  # their my page rows, as the API writes them
             db.session.commit()
         return show.id, qrs
 

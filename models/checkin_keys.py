@@ -12,7 +12,6 @@ before a rotation stay valid. A private key never leaves the server.
 """
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import secrets
@@ -22,6 +21,7 @@ from datetime import datetime
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from jwt.utils import base64url_decode, base64url_encode
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, LargeBinary, String, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Mapped, mapped_column
@@ -57,16 +57,12 @@ class CheckinKey(db.Model):
         return jwt.encode(claims, private, algorithm=ALGORITHM, headers={"kid": self.kid})
 
 
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
 def _new_key_row(show_id: str) -> dict:
     private = Ed25519PrivateKey.generate()
     raw_private = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     raw_public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     return {"kid": secrets.token_hex(8), "show_id": show_id, "private_key": raw_private,
-            "public_x": _b64url(raw_public), "created_at": utc_now(), "retired": False}
+            "public_x": base64url_encode(raw_public).decode(), "created_at": utc_now(), "retired": False}
 
 
 def signing_key(show_id: str) -> CheckinKey:
@@ -120,7 +116,7 @@ def _verifier(kid: str) -> tuple[str, Ed25519PublicKey] | None:
         row = db.session.execute(select(CheckinKey.show_id, CheckinKey.public_x).where(CheckinKey.kid == kid)).first()
         if row is None:
             return None
-        found = (row.show_id, Ed25519PublicKey.from_public_bytes(_unb64url(row.public_x)))
+        found = (row.show_id, Ed25519PublicKey.from_public_bytes(base64url_decode(row.public_x)))
         with _verifiers_lock:
             if len(_VERIFIERS) >= _VERIFIERS_MAX:
                 _VERIFIERS.clear()
@@ -133,16 +129,12 @@ def _header(qr: str) -> dict:
     here with the C base64 decoder: PyJWT's own check of a segment is a Python loop per character,
     and a batch upload reads thousands of QRs.)"""
     try:
-        header = json.loads(_unb64url(qr.split(".", 1)[0]))
+        header = json.loads(base64url_decode(qr.split(".", 1)[0]))
     except (ValueError, binascii.Error, RecursionError):  # bad base64, UTF-8 or JSON; JSON nested too deep
         raise InvalidTicket("the QR is not a JWS") from None
     if not isinstance(header, dict):
         raise InvalidTicket("the QR is not a JWS")
     return header
-
-
-def _unb64url(text_: str) -> bytes:
-    return base64.urlsafe_b64decode(text_ + "=" * (-len(text_) % 4))
 
 
 CLAIMS = ("tid", "code", "bid", "sid", "qty", "seats")

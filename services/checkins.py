@@ -31,9 +31,16 @@ def check_in(qr: str, gate: str | None = None, show_id: str | None = None) -> di
     return answer
 
 
+# Bookings per transaction of an upload: each holds its bookings' row locks, and an online scan
+# of one of them waits for it (lock_timeout is 5 s).
+BATCH_CHUNK = 1_000
+
+
 def check_in_batch(scans: list[dict], show_id: str | None = None) -> list[dict]:
-    """Judge an offline gate's scans ({qr, scanned_at, gate}) in one transaction, each ticket's
-    in scan order, and answer them in the order given."""
+    """Judge an offline gate's scans ({qr, scanned_at, gate}), each ticket's in scan order, and
+    answer them in the order given. A transaction per BATCH_CHUNK bookings, every scan of a
+    ticket in the same one; if one fails after others committed, the gate sends the batch again,
+    and what was committed answers as before (a replay changes nothing)."""
     answers: list[dict | None] = [None] * len(scans)
     readable = []
     for index, scan in enumerate(scans):
@@ -48,12 +55,18 @@ def check_in_batch(scans: list[dict], show_id: str | None = None) -> list[dict]:
             continue
         readable.append((scan_order(scan["scanned_at"], scan.get("gate")), index, claims, scan))
     readable.sort(key=lambda item: item[:2])
-    with UnitOfWork() as uow:
-        bookings = _locked(uow, [claims["bid"] for _, _, claims, _ in readable])
-        for _, index, claims, scan in readable:
-            answers[index] = check_in_offline(bookings.get(claims["bid"]), claims, scan["scanned_at"],
-                                              scan.get("gate"))
-        uow.commit()
+    chunk_of = {booking_id: n // BATCH_CHUNK
+                for n, booking_id in enumerate(sorted({claims["bid"] for _, _, claims, _ in readable}))}
+    chunks: list[list] = [[] for _ in range(-(-len(chunk_of) // BATCH_CHUNK))]
+    for item in readable:  # in scan order still
+        chunks[chunk_of[item[2]["bid"]]].append(item)
+    for chunk in chunks:
+        with UnitOfWork() as uow:
+            bookings = _locked(uow, [claims["bid"] for _, _, claims, _ in chunk])
+            for _, index, claims, scan in chunk:
+                answers[index] = check_in_offline(bookings.get(claims["bid"]), claims, scan["scanned_at"],
+                                                  scan.get("gate"))
+            uow.commit()
     return answers
 
 

@@ -194,7 +194,9 @@ def _iso(delta: timedelta = timedelta(0)) -> str:
 
 
 def test_offline_batches_admit_the_earliest_scan_report_later_ones_duplicate_and_replay_unchanged(
-        client, issued, staff_headers, customer, make_show):
+        client, issued, staff_headers, customer, make_show, monkeypatch):
+    from services import checkins
+    monkeypatch.setattr(checkins, "BATCH_CHUNK", 2)  # an upload of several transactions
     show, tickets = issued(4)
     a, b, c, void = tickets
     assert client.post(f"/bookings/{void['booking_id']}/cancel", headers=customer["headers"]).status_code == 202

@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from models.checkin_keys import CheckinKey, _new_key_row
-from models.checkins import CheckinRefused, Result, check_in_offline, check_in_online, scan_order
+from models.checkins import CheckinRefused, check_in_offline, check_in_online, scan_order
 from models.errors import Conflict
 from models.lifecycles import BookingStatus, PaymentStatus, TicketStatus
 from tests.unit.test_booking_rules import NOW, a_booking
@@ -44,7 +44,7 @@ def test_a_void_refunded_or_replaced_ticket_is_void_online_and_offline(change):
     if change == "void":
         booking.ticket.void()
     elif change == "refunded":
-        booking.payment.status = PaymentStatus.REFUNDED  # noqa: a fixture, not a move
+        booking.payment.status = PaymentStatus.REFUNDED  # set up as found, not moved: the ticket is not void
     else:
         claims = {**claims, "tid": "another"}
     with pytest.raises(CheckinRefused) as refused:

@@ -2,7 +2,7 @@
 (online) and later (an offline gate's upload), and the list an offline gate takes along."""
 from datetime import timedelta
 
-from flask import request
+from flask import Response, request
 from flask.views import MethodView
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
@@ -136,12 +136,19 @@ class CheckinKeyRotation(MethodView):
 @blp.route("/shows/<show_id>/checkin-list")
 class CheckinList(MethodView):
     @login_required(*DOOR_ROLES)
-    @blp.response(200, CheckinListSchema)
+    @blp.response(200, CheckinListSchema, headers={"ETag": {"description": "the list's version",
+                                                            "schema": {"type": "string"}}})
+    @blp.alt_response(304, description="Not changed since the version in If-None-Match")
     @documented_errors(blp, 401, e403="Not door staff or an admin", e404="No such show")
     @blp.doc(security=BEARER)
     def get(self, show_id):
-        """Every ticket id of the show, valid, checked in or void: what an offline gate takes along"""
-        return checkin_service.checkin_list(show_id)
+        """Every ticket id of the show, valid, checked in or void: what an offline gate takes along
+        (send If-None-Match with its ETag to get 304 while nothing changed)"""
+        listing = checkin_service.checkin_list(show_id)
+        etag = {"ETag": f'"{listing["version"]}"'}
+        if listing["version"] in request.if_none_match:
+            return Response(status=304, headers=etag)
+        return listing, 200, etag
 
 
 @blp.route("/checkins")

@@ -220,7 +220,11 @@ def test_offline_batches_admit_the_earliest_scan_report_later_ones_duplicate_and
     assert datetime.fromisoformat(results[3]["checked_in_at"]) == t0 + timedelta(minutes=3)
     assert results[2]["first_checked_in_at"] == results[1]["checked_in_at"]
 
-    listed = client.get(f"/shows/{show['id']}/checkin-list", headers=staff_headers).json
+    response = client.get(f"/shows/{show['id']}/checkin-list", headers=staff_headers)
+    listed, etag = response.json, response.headers["ETag"]
+    assert etag == f'"{listed["version"]}"'
+    assert client.get(f"/shows/{show['id']}/checkin-list",
+                      headers={**staff_headers, "If-None-Match": etag}).status_code == 304
     assert sorted(listed["checked_in"]) == sorted([a["tid"], b["tid"]])
     assert listed["valid"] == [c["tid"]] and listed["void"] == [void["tid"]]
 
@@ -240,7 +244,9 @@ def test_offline_batches_admit_the_earliest_scan_report_later_ones_duplicate_and
     wrong = client.post("/checkins/batch", headers=staff_headers,
                         json={"scans": [{"qr": c["qr"], "scanned_at": at(9)}], "show_id": other["id"]}).json
     assert wrong["results"][0]["result"] == "WRONG_SHOW"
-    after = client.get(f"/shows/{show['id']}/checkin-list", headers=staff_headers).json
+    changed = client.get(f"/shows/{show['id']}/checkin-list", headers={**staff_headers, "If-None-Match": etag})
+    assert changed.status_code == 200
+    after = changed.json
     assert after["valid"] == [] and after["version"] != listed["version"]
 
 

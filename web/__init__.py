@@ -42,8 +42,9 @@ def create_app(config: dict | None = None) -> Flask:
     docs.init_app(app)
     ratelimit.init_app(app)
 
-    from web.cli import users_cli
+    from web.cli import shows_cli, users_cli
     app.cli.add_command(users_cli)
+    app.cli.add_command(shows_cli)
 
     from gateway.client import GatewayClient
     app.extensions["payment_gateway"] = GatewayClient(app.config["GATEWAY_URL"],

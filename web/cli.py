@@ -1,5 +1,6 @@
 """`flask --app wsgi users create-admin EMAIL [--password PASSWORD]`
 `flask --app wsgi users create-staff EMAIL [--password PASSWORD]` (door staff, SPEC §10)
+`flask --app wsgi shows rotate-checkin-key SHOW_ID` (SPEC §10; also POST /shows/{id}/checkin-key/rotate)
 
 The password is read from, in this order: `--password` (convenient in scripts, but it lands in
 the shell history and the process list), the environment variable BOXOFFICE_ADMIN_PASSWORD
@@ -9,12 +10,14 @@ or a hidden prompt that asks twice.
 import click
 from flask.cli import AppGroup
 
-from models.errors import AlreadyExists
+from models.errors import AlreadyExists, NotFound
 from models.users import Role
 from services.accounts import register_user
+from services.checkin_keys import rotate_key
 from web.fields import unstorable_reason
 
 users_cli = AppGroup("users", help="Manage user accounts.")
+shows_cli = AppGroup("shows", help="Manage shows.")
 
 PASSWORD_ENV = "BOXOFFICE_ADMIN_PASSWORD"
 STAFF_PASSWORD_ENV = "BOXOFFICE_STAFF_PASSWORD"
@@ -57,3 +60,15 @@ def create_admin(email: str, password: str, name: str) -> None:
 def create_staff(email: str, password: str, name: str) -> None:
     """Create a door staff account: it may check tickets in, nothing else."""
     _create(Role.STAFF, email, password, name)
+
+
+@shows_cli.command("rotate-checkin-key")
+@click.argument("show_id")
+def rotate_checkin_key(show_id: str) -> None:
+    """Retire the show's ticket signing key for a new one (tickets issued before still verify)."""
+    try:
+        document = rotate_key(show_id)
+    except NotFound as error:
+        raise click.ClickException(error.message)
+    click.echo(f"show {show_id}: new signing key {document['jwk']['kid']}; "
+               f"{len(document['keys'])} keys verify its tickets")

@@ -189,6 +189,18 @@ def test_after_a_rotation_new_tickets_use_the_new_key_and_old_ones_still_verify_
         assert client.post("/checkins", headers=staff_headers, json={"qr": ticket["qr"]}).json["result"] == "ADMITTED"
 
 
+def test_an_operator_rotates_a_key_with_the_cli(app, client, issued):
+    show, _ = issued()
+    before = _published_key(client, show["id"])["jwk"]["kid"]
+    result = app.test_cli_runner().invoke(args=["shows", "rotate-checkin-key", show["id"]])
+    assert result.exit_code == 0, result.output
+    after = _published_key(client, show["id"])
+    assert after["jwk"]["kid"] != before and after["jwk"]["kid"] in result.output
+    assert [key["kid"] for key in after["keys"]][1:] == [before]
+    missing = app.test_cli_runner().invoke(args=["shows", "rotate-checkin-key", "no-such-show"])
+    assert missing.exit_code != 0 and "not found" in missing.output
+
+
 def _iso(delta: timedelta = timedelta(0)) -> str:
     return (datetime.now(timezone.utc) + delta).isoformat()
 

@@ -1,4 +1,4 @@
-"""python -m bench rush|scale|soak|baselines [options]
+"""python -m bench rush|scale|soak|baselines|checkins [options]
 
 rush       the on-sale rush (default 20,000 requests for 5,000 seats from 1,000 customers at 64
            connections) and the three baselines, in one run on one stack; prints a table and
@@ -10,6 +10,9 @@ baselines  only the baselines
 scale      rushes of 1k, 5k, 20k and 50k bookings (seats = bookings / 4): how time grows
 soak       a long run (default 100,000 bookings in rushes of 10,000) with API and worker memory
            (RSS) at the start and the end
+checkins   the door (SPEC §10): check-ins/s through POST /checkins (--tickets tickets, each scanned
+           twice) and one offline batch of --batch-scans scans (POST /checkins/batch) and its
+           replay, each against the bare JSON baseline
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import harness
+from bench import door, harness
 
 RESULTS_DIR = Path("bench-results")
 
@@ -37,9 +40,12 @@ TARGETS = {
     "double_held": ("==", 0),
     "seat_page_mismatches": ("==", 0),
     "limit_violations": ("==", 0),
+    "double_admissions": ("==", 0),
+    "missed_admissions": ("==", 0),
+    "batch_mismatches": ("==", 0),
 }
 CORRECTNESS = ("oversold", "fairness_violations", "ledger_mismatches", "double_held", "seat_page_mismatches",
-               "limit_violations")
+               "limit_violations", "double_admissions", "missed_admissions", "batch_mismatches")
 
 ROWS = [
     ("cores", "CPU cores"), ("requests", "booking requests"), ("seats", "seats"),
@@ -82,9 +88,25 @@ SEATED_ROWS = [
 ]
 
 
+CHECKIN_ROWS = [
+    ("cores", "CPU cores"), ("concurrency", "connections"),
+    ("online_tickets", "tickets checked in online"), ("online_scans", "online scans (each ticket twice)"),
+    ("checkins_per_s", "POST /checkins answers/s (200 and 409)"),
+    ("checkin_p50_ms", "POST /checkins p50 (ms)"), ("checkin_p99_ms", "POST /checkins p99 (ms)"),
+    ("double_admissions", "tickets admitted twice"), ("missed_admissions", "tickets never admitted"),
+    ("batch_scans", "offline batch: scans"), ("batch_s", "offline batch: seconds"),
+    ("batch_scans_per_s", "offline batch: scans/s"), ("batch_replay_s", "offline batch replayed: seconds"),
+    ("batch_mismatches", "batch answers not ADMITTED, or changed on replay"),
+    ("bare_json_rps", "(d) bare Flask JSON page req/s"),
+    ("ratio_checkins_vs_bare_json", "check-ins/s / (d)"),
+    ("ratio_batch_scans_vs_bare_json", "batch scans/s / (d)"),
+    ("checkin_loadgen_cpu_pct", "load generator CPU (% of a core)"),
+]
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("rush", "baselines", "scale", "soak"))
+    parser.add_argument("mode", choices=("rush", "baselines", "scale", "soak", "checkins"))
     parser.add_argument("--requests", type=int, default=20_000, help="booking requests in the rush")
     parser.add_argument("--seats", type=int, default=5_000)
     parser.add_argument("--customers", type=int, default=None, help="default 1,000 (2,000 with --seated)")
@@ -113,6 +135,8 @@ def parse_args(argv=None):
     parser.add_argument("--max-per-customer", type=int, default=8, help="with --seated: the show's purchase limit")
     parser.add_argument("--page-requests", type=int, default=2_000,
                         help="with --seated: GETs for the bare JSON baseline and the seat page alone")
+    parser.add_argument("--tickets", type=int, default=5_000, help="checkins: tickets checked in online")
+    parser.add_argument("--batch-scans", type=int, default=10_000, help="checkins: scans in the offline batch")
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--out", help="JSON result path (default bench-results/MODE-TIMESTAMP.json)")
     parser.add_argument("--keep", action="store_true", help="keep the temp data dir (logs) after the run")
@@ -137,7 +161,7 @@ def verdict(key, value) -> str:
 
 
 def print_table(figures: dict) -> None:
-    rows = ROWS + SEATED_ROWS if figures.get("seated") else ROWS
+    rows = CHECKIN_ROWS if figures.get("checkins") else ROWS + SEATED_ROWS if figures.get("seated") else ROWS
     width = max(len(label) for _, label in rows)
     for key, label in rows:
         if key in figures:
@@ -179,6 +203,9 @@ def run(args) -> dict:
             figures["scale"] = scale(bench, args, workdir)
         elif args.mode == "soak":
             figures.update(soak(bench, args, workdir))
+        elif args.mode == "checkins":
+            figures.update(door.run(bench, args.tickets, args.batch_scans, args.page_requests, workdir,
+                                    baselines=not args.no_baselines))
     return figures
 
 

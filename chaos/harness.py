@@ -9,7 +9,9 @@ and the whole stack on top with `stack.supervisor.Stack`, exactly as the run com
    best available in a random category, the rest picks of seats the seat page showed AVAILABLE a
    moment before (so picks collide, as real ones do); one of those shows has a purchase limit.
    Another share goes through the waiting room of a queued show (SPEC §9): each such customer
-   joins, polls until admitted, and books with their Admission-Token;
+   joins, polls until admitted, and books with their Admission-Token. A share of the paid
+   general bookings get their ticket issued and scanned at the door (SPEC §10): two gates at
+   once, or a gate racing the customer's cancel;
 2. meanwhile, faults on a schedule: worker processes and pool children SIGKILLed mid-task, Redis
    restarted empty, PostgreSQL restarted, the gateway driven through errors, timeouts and an outage;
 3. the faults stop; the harness waits until the system is quiet (every booking final with no
@@ -100,6 +102,8 @@ def parse_args(argv=None):
                         help="seats asked for / seats available (above 1, some bookings are rejected)")
     parser.add_argument("--cancel-rate", type=float, default=0.2)
     parser.add_argument("--decline-rate", type=float, default=0.05)
+    parser.add_argument("--door-share", type=float, default=0.15,
+                        help="share of the general bookings whose ticket is issued and scanned at the door once paid")
     parser.add_argument("--workers", type=int, default=2, help="concurrency of each worker process")
     parser.add_argument("--fault-interval", type=float, default=8.0, help="seconds between faults")
     parser.add_argument("--hold-minutes", type=float, default=1.0, help="hold deadline of the stack under test")
@@ -154,6 +158,7 @@ class Chaos:
         self.reserved_outcomes: dict[str, Counter] = {}  # "pick" / "best" -> final status or reject reason
         self.accepted_lock = threading.Lock()
         self.cancels = Counter()
+        self.door: Counter = Counter()  # what the door scans gave (and door_* problems: must be 0)
         self.faults: Counter = Counter()          # fault type -> times it fired
         self.fault_failures: Counter = Counter()  # fault type -> times it could not be made
         self.slow_gateway_bookings: list[str] = []  # cancelled while the gateway was too slow
@@ -230,6 +235,11 @@ class Chaos:
             register(email, password, "Chaos admin", role=Role.ADMIN)
             db.session.commit()
         self.admin = self._token(email, password)
+        email = f"chaos-gate-{secrets.token_hex(4)}@example.com"
+        with self.app.app_context():
+            register(email, password, "Chaos gate", role=Role.STAFF)
+            db.session.commit()
+        self.staff = self._token(email, password)
         self.customers = []
         for i in range(self.args.customers):
             email = f"chaos-{i}-{secrets.token_hex(3)}@example.com"
@@ -337,7 +347,9 @@ class Chaos:
             self.queued_bookings += queued
             if reserved:
                 self.reserved_accepted.append((booking_id, form["show_id"], "pick" if "seats" in form else "best"))
-        if rnd.random() < self.args.cancel_rate:
+        if not reserved and rnd.random() < self.args.door_share:
+            self.at_the_door(booking_id, customer, rnd)
+        elif rnd.random() < self.args.cancel_rate:
             time.sleep(rnd.uniform(0, 1.5))  # cancel at any point of the lifecycle
             slow = self.slow_gateway.is_set()
             answer = self.api.call("POST", f"/bookings/{booking_id}/cancel", headers=customer, ok=(202, 409))
@@ -389,6 +401,53 @@ class Chaos:
         lost = [entry_id for entry_id in self.joined if entry_id not in rows]
         twice = [entry_id for entry_id, seen in self.admitted_seen.items() if len(seen) > 1]
         return {"queue_entries_lost": lost, "queue_turns_changed": twice}
+    def at_the_door(self, booking_id, customer, rnd, patience=30.0):
+        """Once paid (within `patience`), issue the ticket, then scan it at two gates at once, or
+        at one gate while the customer cancels. A lost answer retried may turn an admission into
+        ALREADY_CHECKED_IN (it was committed); never may two gates, or a gate and a cancel, both win."""
+        deadline = time.monotonic() + patience
+        while True:
+            booking = self.api.call("GET", f"/bookings/{booking_id}", headers=customer).json()
+            if booking.get("ticket_status") == "ISSUABLE":
+                break
+            if booking.get("status") not in ("PENDING", "CONFIRMED", "PAID") or time.monotonic() > deadline:
+                self.door["not_paid_in_time"] += 1
+                return
+            time.sleep(0.5)
+        issued = self.api.call("POST", f"/bookings/{booking_id}/ticket", headers=customer)
+        if issued.status_code != 200:
+            self.door[f"issue_{issued.status_code}"] += 1
+            return
+        qr = issued.json()["ticket"]["qr"]
+        racing_cancel = rnd.random() < 0.5
+        barrier = threading.Barrier(2)
+        answers = {}
+
+        def send(name, path, headers, body, ok):
+            try:
+                barrier.wait(timeout=30)
+                answers[name] = self.api.call("POST", path, headers=headers, json_body=body, ok=ok).status_code
+            except Exception as error:  # noqa: BLE001 - recorded, reported, fails the run
+                self.errors.append(f"{name}: {error!r}")
+
+        second = (("cancel", f"/bookings/{booking_id}/cancel", customer, None, (202, 409)) if racing_cancel
+                  else ("west", "/checkins", self.staff, {"qr": qr, "gate": "west"}, (200, 409)))
+        threads = [threading.Thread(target=send, args=("east", "/checkins", self.staff, {"qr": qr, "gate": "east"},
+                                                       (200, 409))),
+                   threading.Thread(target=send, args=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        admitted = sum(status == 200 for gate, status in answers.items() if gate != "cancel")
+        self.door["scanned"] += 1
+        self.door["admitted"] += admitted
+        if admitted > 1:
+            self.door["door_admitted_twice"] += 1
+        if racing_cancel:
+            self.cancels[answers.get("cancel")] += 1
+            if admitted and answers.get("cancel") == 202:
+                self.door["door_admitted_and_cancelled"] += 1
 
     def reserved_form(self, rnd) -> dict:
         """Best available (a random category, 1..4 seats) or a pick of 1..4 seats side by side
@@ -596,6 +655,9 @@ class Chaos:
             **report_counts(counts),
             "seat_page_mismatches": len(self.seat_problems),
             **{name: len(found) for name, found in queue.items()},
+            "door_scanned": self.door["scanned"],
+            "door_admitted_twice": self.door["door_admitted_twice"],
+            "door_admitted_and_cancelled": self.door["door_admitted_and_cancelled"],
             "workload_errors": len(self.errors),
             "not_accepted": self.args.bookings - len(self.accepted) if not work.is_alive() else None,
             "seconds": round(time.monotonic() - self.started),
@@ -625,6 +687,7 @@ class Chaos:
               f"{self.queued_bookings} bookings through it; entries lost {result['queue_entries_lost']}, "
               f"turns changed {result['queue_turns_changed']}")
         print(f"seat page mismatches: {result['seat_page_mismatches']}")
+        print(f"at the door: {dict(self.door)}")
         for problem in self.seat_problems[:10]:
             print(f"  seat page: {problem}")
         print(f"workload + faults took {workload_s:.0f}s, whole run {result['seconds']}s")
@@ -729,7 +792,7 @@ ZERO_KEYS = ("lost", "stuck", "oversold", "double_charges", "missing_refunds", "
 # the consistency report gains (seat_double_held, limit_exceeded, ...) is in the verdict the
 # moment it is in the report, with no list here to forget to update.
 NOT_COUNTS = frozenset({"bookings", "faults", "seconds", "cancelled_while_gateway_slow", "reserved_bookings",
-                        "queued_bookings"})
+                        "queued_bookings", "door_scanned"})
 
 
 def report_counts(counts: dict) -> dict:

@@ -20,6 +20,8 @@ harness. Every check is a read: running it never changes anything.
 - waiting rooms (SPEC §9): admissions numbered 1..n in queue order with no waiting entry passed
   over, each room's count of admissions equal to its admitted entries, and every booking let in
   by an admission let in by one of its own customer and show that was admitted.
+- the door (SPEC §10): no ticket is CHECKED_IN on a booking that is not PAID (a check-in and a
+  cancel both happened), and none without the signed QR it was admitted with.
 """
 from __future__ import annotations
 
@@ -158,6 +160,18 @@ def queue_report() -> dict[str, list]:
     return {"queue_out_of_order": list(db.session.scalars(_QUEUE_OUT_OF_ORDER)),
             "queue_admitted_twice": list(db.session.scalars(_QUEUE_COUNTS)),
             "admission_misused": list(db.session.scalars(_ADMISSION_MISUSED))}
+def door_report() -> dict[str, list]:
+    """Check-ins on bookings that are not PAID, and check-ins of tickets with no signed QR: one
+    scan of the tickets, as issued_on_refunded."""
+    rows = db.session.execute(
+        select(Ticket.booking_id, Booking.status, Payment.status, Ticket.qr.is_(None) | Ticket.tid.is_(None))
+        .join(Booking, Booking.id == Ticket.booking_id).join(Payment, Payment.booking_id == Ticket.booking_id)
+        .where(Ticket.status == TicketStatus.CHECKED_IN,
+               (Booking.status != BookingStatus.PAID) | (Payment.status != PaymentStatus.PAID)
+               | Ticket.qr.is_(None) | Ticket.tid.is_(None))).all()
+    return {"checked_in_not_paid": [booking_id for booking_id, status, payment, _ in rows
+                                    if status != BookingStatus.PAID or payment != PaymentStatus.PAID],
+            "checked_in_unsigned": [booking_id for booking_id, _, _, unsigned in rows if unsigned]}
 
 
 def expected_balance(status: str, amount: int) -> int:
@@ -255,6 +269,7 @@ class Report:
     lost: list[str] = field(default_factory=list)
     seats: dict = field(default_factory=dict)  # seat_report()
     queue: dict = field(default_factory=dict)  # queue_report()
+    door: dict = field(default_factory=dict)  # door_report()
 
     @property
     def oversold(self) -> int:
@@ -288,6 +303,7 @@ class Report:
             "mypage_mismatches": len(self.mypage_mismatches),
             **{name: len(found) for name, found in self.seats.items()},
             **{name: len(found) for name, found in self.queue.items()},
+            **{name: len(found) for name, found in self.door.items()},
         }
 
     @property
@@ -312,6 +328,7 @@ def check(gateway, accepted_ids=()) -> Report:
         lost=missing_bookings(accepted_ids) if accepted_ids else [],
         seats=seat_report(),
         queue=queue_report(),
+        door=door_report(),
     )
     # A charge at the gateway for a reference we have no booking for is money taken without a hold.
     known = set(db.session.scalars(select(Booking.id)))

@@ -120,6 +120,7 @@ class TicketStatus(StrEnum):
     NOT_ISSUABLE = "NOT_ISSUABLE"
     ISSUABLE = "ISSUABLE"
     ISSUED = "ISSUED"
+    CHECKED_IN = "CHECKED_IN"
     VOID = "VOID"
 
 
@@ -127,7 +128,9 @@ T = TicketStatus
 TICKET = Lifecycle("ticket", T.NOT_ISSUABLE, {
     "make_issuable": ({T.NOT_ISSUABLE}, T.ISSUABLE),     # payment captured
     "issue": ({T.ISSUABLE}, T.ISSUED),
-    "void": ({T.NOT_ISSUABLE, T.ISSUABLE, T.ISSUED, T.VOID}, T.VOID),  # cancelled or refunded
+    "check_in": ({T.ISSUED}, T.CHECKED_IN),              # admitted at the door (SPEC §10)
+    # Cancelled or refunded. A CHECKED_IN ticket was used: its booking cannot be cancelled.
+    "void": ({T.NOT_ISSUABLE, T.ISSUABLE, T.ISSUED, T.VOID}, T.VOID),
 })
 
 

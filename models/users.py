@@ -1,4 +1,4 @@
-"""Customers and admins, and how their passwords are kept."""
+"""Customers, admins and door staff, and how their passwords are kept."""
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -74,11 +74,12 @@ _DUMMY_HASH = _hasher.hasher.hash("not-a-real-password")
 class Role(StrEnum):
     CUSTOMER = "customer"
     ADMIN = "admin"
+    STAFF = "staff"  # door staff: check tickets in (SPEC §10)
 
 
 class User(db.Model):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint("role IN ('customer', 'admin')", name="role_known"),)
+    __table_args__ = (CheckConstraint("role IN ('customer', 'admin', 'staff')", name="role_known"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     email: Mapped[str] = mapped_column(String(254), unique=True)

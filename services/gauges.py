@@ -39,6 +39,7 @@ def consistency_violations() -> dict[str, int]:
         "seats": sum(1 for show in consistency.show_report() if not show["agrees"] or show["oversold"]),
         **{name: len(found) for name, found in consistency.seat_report().items()},
         **{name: len(found) for name, found in consistency.queue_report().items()},
+        **{name: len(found) for name, found in consistency.door_report().items()},
         "issued_on_refunded": len(consistency.issued_on_refunded()),
         "mypage": len(consistency.mypage_mismatches()),
         # Not final yet: normal while steps run; a value that stays up means stuck bookings.

@@ -3,6 +3,7 @@ customer issues it (POST /bookings/{id}/ticket)."""
 from __future__ import annotations
 
 from models.bookings import BookingStatus
+from models.checkin_keys import signing_key
 from models.payments import PaymentStatus
 from models.tickets import Ticket
 from services.batches import Batch
@@ -29,7 +30,8 @@ def make_issuable(booking_ids: list[str]) -> str:
 
 
 def issue(booking_id: str, owner_id: str | None) -> Ticket:
-    """Issue the ticket of a paid booking; issuing again returns the same ticket.
+    """Issue the ticket of a paid booking, with its QR signed by the show's check-in key;
+    issuing again returns the same ticket (and QR, whatever key signs new tickets since).
 
     The booking's row lock is held, so a concurrent cancel either ran before (and the ticket is
     VOID here: refused) or waits until this commits.
@@ -37,5 +39,7 @@ def issue(booking_id: str, owner_id: str | None) -> Ticket:
     with UnitOfWork() as uow:
         booking = uow.lock_booking(booking_id, owner_id=owner_id)
         booking.ticket.issue(payment_paid=booking.payment.status == PaymentStatus.PAID)
+        if booking.ticket.qr is None:  # just issued, or issued before tickets were signed
+            booking.ticket.sign(signing_key(booking.show_id))
         uow.commit()
     return booking.ticket

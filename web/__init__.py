@@ -34,16 +34,17 @@ def create_app(config: dict | None = None) -> Flask:
     jwt.init_app(app)
     api.init_app(app)
 
-    from web import admin, auth, bookings, errors, mypage, ops, queue, seat_maps, shows
-    for module in (auth, seat_maps, shows, queue, bookings, mypage, ops, admin):
+    from web import admin, auth, bookings, checkins, errors, mypage, ops, queue, seat_maps, shows
+    for module in (auth, seat_maps, shows, queue, bookings, checkins, mypage, ops, admin):
         api.register_blueprint(module.blp)
     errors.init_app(app, api)
     from web import docs, ratelimit
     docs.init_app(app)
     ratelimit.init_app(app)
 
-    from web.cli import users_cli
+    from web.cli import shows_cli, users_cli
     app.cli.add_command(users_cli)
+    app.cli.add_command(shows_cli)
 
     from gateway.client import GatewayClient
     app.extensions["payment_gateway"] = GatewayClient(app.config["GATEWAY_URL"],

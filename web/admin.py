@@ -64,6 +64,8 @@ class ConsistencySchema(Schema):
         "description": "reserved seating: seat_double_held, category_mismatches, limit_exceeded (SPEC §8 invariants 7–9)"})
     queue = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), metadata={
         "description": "waiting rooms: queue_out_of_order, queue_admitted_twice, admission_misused (SPEC §9)"})
+    door = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), metadata={
+        "description": "the door (SPEC §10): checked_in_not_paid, checked_in_unsigned (booking ids)"})
 
 
 @blp.route("/task-failures")
@@ -106,7 +108,8 @@ class Consistency(MethodView):
     @blp.doc(security=BEARER)
     def get(self):
         """Check the invariants: seats per show, money per booking against the gateway's ledger,
-        no ticket issued on a refunded booking, the my page equal to the source of truth"""
+        no ticket issued on a refunded booking nor checked in on an unpaid one, the my page equal
+        to the source of truth"""
         try:
             report = consistency.check(current_app.extensions["payment_gateway"])
         except (GatewayUnavailable, GatewayRejected) as error:
@@ -114,4 +117,4 @@ class Consistency(MethodView):
         return {"consistent": report.consistent, "counts": report.counts(), "shows": report.shows,
                 "money_problems": report.money_problems, "issued_on_refunded": report.issued_on_refunded,
                 "mypage_mismatches": report.mypage_mismatches, "unsettled": report.stuck, "seats": report.seats,
-                "queue": report.queue}
+                "queue": report.queue, "door": report.door}

@@ -85,6 +85,10 @@ class TicketBodySchema(Schema):
     show_id = fields.String(attribute="booking.show_id")
     qty = fields.Integer(attribute="booking.qty")
     issued_at = fields.AwareDateTime(format="iso")
+    tid = fields.String(metadata={"description": "the ticket's id at the door (the QR's tid)"})
+    qr = fields.String(metadata={"description": "a compact JWS (EdDSA, Ed25519) of {tid, code, bid, sid, qty, "
+                                                "seats}: verify it with GET /shows/{id}/checkin-key, by kid"})
+    status = fields.String(metadata={"description": "ISSUED, or CHECKED_IN once used at the door"})
 
 
 class TicketSchema(Schema):
@@ -136,7 +140,8 @@ class BookingCancel(MethodView):
     @login_required()
     @blp.response(202, BookingSchema)
     @documented_errors(blp, 401, e404="No such booking, or not yours",
-                       e409="Nothing to cancel (rejected, failed, expired) or the show started")
+                       e409="Nothing to cancel (rejected, failed, expired), the show started, or the "
+                            "ticket was checked in")
     @blp.doc(security=BEARER)
     def post(self, booking_id):
         """Cancel a booking: its ticket is void at once; refund and seat release follow"""

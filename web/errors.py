@@ -82,7 +82,9 @@ def init_app(app: Flask, api) -> None:
     @app.errorhandler(DomainError)
     def domain_error(error: DomainError):
         code = next((status for kind, status in STATUS_OF if isinstance(error, kind)), 409)
-        return error_body(code, error.message, getattr(error, "errors", None)), code
+        # `details`: fields an answer adds to the error's shape (a refused check-in's `result`).
+        return {**error_body(code, error.message, getattr(error, "errors", None)),
+                **getattr(error, "details", {})}, code
 
     @app.errorhandler(IntegrityError)
     def integrity_error(error: IntegrityError):

@@ -15,11 +15,11 @@ def bearer(token):
     return {"Authorization": f"Bearer {token}"}
 
 
-def create_admin_with_the_cli(stack, email, password):
+def create_admin_with_the_cli(stack, email, password, command="create-admin"):
     env = {**os.environ, "DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url,
            "BOXOFFICE_INSTANCE": str(stack.data_dir / "instance"), "PYTHONPATH": str(ROOT)}
     flask = str(Path(sys.executable).parent / "flask")
-    result = subprocess.run([flask, "--app", "wsgi", "users", "create-admin", email, "--password", password],
+    result = subprocess.run([flask, "--app", "wsgi", "users", command, email, "--password", password],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert email in result.stdout
@@ -142,8 +142,8 @@ def test_a_newcomer_queues_in_the_waiting_room_and_books_with_the_token(stack, a
     refused without a token, be admitted at the sale, book with the token, watch the counts."""
     create_admin_with_the_cli(stack, "queue@example.com", "queue-password")
     admin = bearer(token(api, "queue@example.com", "queue-password"))
-    api.post("/auth/register", json={"email": "park@example.com", "password": "park-password", "name": "Park"})
-    park = bearer(token(api, "park@example.com", "park-password"))
+    api.post("/auth/register", json={"email": "choi@example.com", "password": "choi-password", "name": "Choi"})
+    choi = bearer(token(api, "choi@example.com", "choi-password"))
 
     on_sale = datetime.now(timezone.utc) + timedelta(seconds=5)
     hot = api.post("/shows", headers=admin, json={
@@ -152,21 +152,63 @@ def test_a_newcomer_queues_in_the_waiting_room_and_books_with_the_token(stack, a
         "waiting_room": {"admit_per_minute": 60, "session_minutes": 10}})
     assert hot.status_code == 201 and hot.json()["waiting_room"] == {"admit_per_minute": 60, "session_minutes": 10}
     show_id = hot.json()["id"]
-    joined = api.post(f"/shows/{show_id}/queue", headers=park)
+    joined = api.post(f"/shows/{show_id}/queue", headers=choi)
     assert joined.status_code == 201 and joined.json()["state"] == "WAITING" and joined.json()["position"] is None
     entry = joined.json()["id"]
-    assert api.post(f"/shows/{show_id}/queue", headers=park).json()["id"] == entry
+    assert api.post(f"/shows/{show_id}/queue", headers=choi).json()["id"] == entry
 
     admitted = wait_until(lambda: (lambda body: body if body["state"] == "ADMITTED" else None)(
-        api.get(f"/queue/{entry}", headers=park).json()), 90, 0.5, "Park's turn")
+        api.get(f"/queue/{entry}", headers=choi).json()), 90, 0.5, "Choi's turn")
     assert admitted["admission_token"] and admitted["admitted_until"]
-    refused = api.post("/bookings", headers=park, json={"show_id": show_id, "qty": 2, "payment_method": "tok_ok"})
+    refused = api.post("/bookings", headers=choi, json={"show_id": show_id, "qty": 2, "payment_method": "tok_ok"})
     assert refused.status_code == 403
-    booking = api.post("/bookings", headers={**park, "Admission-Token": admitted["admission_token"]},
+    booking = api.post("/bookings", headers={**choi, "Admission-Token": admitted["admission_token"]},
                        json={"show_id": show_id, "qty": 2, "payment_method": "tok_ok"})
     assert booking.status_code == 202, booking.text
-    wait_for_booking(api, park, booking.json()["id"], status="PAID")
+    wait_for_booking(api, choi, booking.json()["id"], status="PAID")
     stats = api.get(f"/shows/{show_id}/queue", headers=admin).json()
     assert (stats["waiting"], stats["admitted"], stats["draw"]["early_joiners"]) == (0, 1, 1)
     faster = api.patch(f"/shows/{show_id}", headers=admin, json={"waiting_room": {"admit_per_minute": 600}})
     assert faster.status_code == 200 and faster.json()["waiting_room"]["admit_per_minute"] == 600
+def test_a_newcomer_issues_a_ticket_verifies_its_qr_offline_and_checks_it_in_once(stack, api):
+    """The README's door part: a staff account from the CLI, a ticket's QR verified with nothing
+    but the published key, admitted once, a second scan refused, the booking no longer
+    cancellable, the offline list and upload, and a key rotation that old tickets survive."""
+    import jwt
+    create_admin_with_the_cli(stack, "door-admin@example.com", "door-admin-password")
+    admin = bearer(token(api, "door-admin@example.com", "door-admin-password"))
+    create_admin_with_the_cli(stack, "gate@example.com", "gate-password", command="create-staff")
+    staff = bearer(token(api, "gate@example.com", "gate-password"))
+    api.post("/auth/register", json={"email": "park@example.com", "password": "park-password", "name": "Park"})
+    park = bearer(token(api, "park@example.com", "park-password"))
+    starts_at = (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()
+    show = api.post("/shows", headers=admin, json={"title": "Macbeth", "venue": "Seoul Arts Center",
+                                                   "starts_at": starts_at, "price": 40000, "capacity": 50}).json()
+    booking = api.post("/bookings", headers=park, json={"show_id": show["id"], "qty": 2,
+                                                        "payment_method": "tok_ok"}).json()["id"]
+    wait_for_booking(api, park, booking, status="PAID", ticket_status="ISSUABLE")
+    qr = api.post(f"/bookings/{booking}/ticket", headers=park).json()["ticket"]["qr"]
+
+    keys = api.get(f"/shows/{show['id']}/checkin-key").json()
+    assert keys["alg"] == "EdDSA" and keys["jwk"]["crv"] == "Ed25519"
+    jwk = next(key for key in keys["keys"] if key["kid"] == jwt.get_unverified_header(qr)["kid"])
+    claims = jwt.decode(qr, jwt.PyJWK(jwk).key, algorithms=["EdDSA"])
+    assert (claims["bid"], claims["sid"], claims["qty"]) == (booking, show["id"], 2)
+
+    admitted = api.post("/checkins", headers=staff, json={"qr": qr, "gate": "north", "show_id": show["id"]})
+    assert admitted.status_code == 200 and admitted.json()["result"] == "ADMITTED"
+    again = api.post("/checkins", headers=staff, json={"qr": qr, "gate": "south"})
+    assert again.status_code == 409 and again.json()["result"] == "ALREADY_CHECKED_IN"
+    assert again.json()["gate"] == "north"
+    assert api.post(f"/bookings/{booking}/cancel", headers=park).status_code == 409
+    assert api.post("/checkins", headers=park, json={"qr": qr}).status_code == 403
+
+    listed = api.get(f"/shows/{show['id']}/checkin-list", headers=staff).json()
+    assert listed["checked_in"] == [claims["tid"]] and listed["valid"] == [] and listed["version"]
+    uploaded = api.post("/checkins/batch", headers=staff, json={"scans": [
+        {"qr": qr, "scanned_at": datetime.now(timezone.utc).isoformat(), "gate": "east"}]})
+    assert uploaded.status_code == 200 and uploaded.json()["results"][0]["result"] == "DUPLICATE"
+
+    rotated = api.post(f"/shows/{show['id']}/checkin-key/rotate", headers=admin).json()
+    assert rotated["jwk"]["kid"] != jwk["kid"] and jwk in rotated["keys"]
+    assert api.post("/checkins", headers=staff, json={"qr": qr}).json()["result"] == "ALREADY_CHECKED_IN"

@@ -87,6 +87,31 @@ def test_a_tiny_seated_rush_reports_every_figure_and_never_holds_a_seat_twice(tm
     assert figures["seats_sold"] <= 120 and figures["seat_counter_consistent"]
 
 
+DOOR_KEYS = ("cores", "online_tickets", "online_scans", "checkins_per_s", "checkin_p50_ms", "checkin_p99_ms",
+             "double_admissions", "missed_admissions", "batch_scans", "batch_s", "batch_scans_per_s",
+             "batch_replay_s", "batch_mismatches", "bare_json_rps", "ratio_checkins_vs_bare_json",
+             "ratio_batch_scans_vs_bare_json")
+
+
+@pytest.mark.server_independent  # as above: embedded servers of its own
+def test_a_tiny_door_run_reports_every_figure_and_admits_each_ticket_once(tmp_path):
+    out = tmp_path / "checkins.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    with occupied_ports(*WORKER_METRICS_PORTS.values()):
+        completed = subprocess.run(
+            [sys.executable, "-m", "bench", "checkins", "--tickets", "60", "--batch-scans", "200",
+             "--page-requests", "100", "--customers", "10", "--no-flower", "--out", str(out)],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=420)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    missing = [key for key in DOOR_KEYS if figures.get(key) is None]
+    assert not missing, missing
+    # Each of the 60 tickets scanned twice: one admission and one refusal each, nothing else.
+    assert figures["online_statuses"] == {"200": 60, "409": 60}, figures["online_statuses"]
+    assert figures["double_admissions"] == figures["missed_admissions"] == figures["batch_mismatches"] == 0
+    assert figures["batch_scans"] == 200
+
+
 def test_the_fast_realtime_fairness_count_agrees_with_the_definition():
     rng = random.Random(4)
     for _ in range(300):

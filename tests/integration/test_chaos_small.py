@@ -26,6 +26,8 @@ def test_small_chaos_run_reports_all_zeros():
     assert result["faults_missed"] == [], out.stdout[-3000:]  # every fault type really fired
     assert result["not_accepted"] == 0, out.stdout[-3000:]
     for key in ("lost", "stuck", "oversold", "double_charges", "missing_refunds", "issued_on_refunded",
-                "mypage_mismatches", "money_mismatches"):
+                "mypage_mismatches", "money_mismatches", "checked_in_not_paid", "door_admitted_twice",
+                "door_admitted_and_cancelled"):
         assert result[key] == 0, key
+    assert result["door_scanned"] > 0, out.stdout[-3000:]  # tickets really met the door
     assert out.returncode == 0

@@ -88,3 +88,17 @@ def test_the_real_command_reads_the_environment_variable(app):
     assert result.returncode == 0, result.stdout + result.stderr
     assert password not in result.stdout + result.stderr
     assert _token_role(app, email, password) == "admin"
+
+
+def test_create_staff_makes_a_door_staff_account_from_the_option_or_its_own_environment_variable(app, cli):
+    email = _email()
+    result = cli.invoke(args=["users", "create-staff", email, "--password", "gate-password"])
+    assert result.exit_code == 0, result.output
+    assert _token_role(app, email, "gate-password") == "staff"
+    email = _email()
+    result = cli.invoke(args=["users", "create-staff", email], env={"BOXOFFICE_STAFF_PASSWORD": "gate-password-2",
+                                                                   PASSWORD_ENV: "not-this-one"})
+    assert result.exit_code == 0, result.output
+    assert _token_role(app, email, "gate-password-2") == "staff"
+    short = cli.invoke(args=["users", "create-staff", _email(), "--password", "short"])
+    assert short.exit_code != 0 and "at least 8" in short.output

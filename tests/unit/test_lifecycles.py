@@ -108,7 +108,7 @@ def test_a_ticket_moves_only_as_its_lifecycle_allows(status):
     ticket = a_booking(ticket_status=status).ticket
     assert ticket.make_issuable() is TICKET.allows("make_issuable", status)  # past it: a no-op, not a move
     ticket = a_booking(ticket_status=status).ticket
-    if status == TicketStatus.ISSUED:
+    if status in (TicketStatus.ISSUED, TicketStatus.CHECKED_IN):
         assert ticket.issue(payment_paid=True) is False  # issuing again returns the same ticket
     elif TICKET.allows("issue", status):
         assert ticket.issue(payment_paid=True) is True and ticket.status == TicketStatus.ISSUED
@@ -116,8 +116,22 @@ def test_a_ticket_moves_only_as_its_lifecycle_allows(status):
         with pytest.raises(IllegalMove):
             ticket.issue(payment_paid=True)
         assert ticket.status == status
-    ticket.void()
-    assert ticket.status == TicketStatus.VOID
+    ticket = a_booking(ticket_status=status).ticket
+    if TICKET.allows("check_in", status):
+        ticket.check_in(NOW, "gate")
+        assert ticket.status == TicketStatus.CHECKED_IN
+    else:
+        with pytest.raises(IllegalMove):
+            ticket.check_in(NOW, "gate")
+        assert ticket.status == status
+    ticket = a_booking(ticket_status=status).ticket
+    if status == TicketStatus.CHECKED_IN:  # used at the door: never void
+        with pytest.raises(IllegalMove):
+            ticket.void()
+        assert ticket.status == status
+    else:
+        ticket.void()
+        assert ticket.status == TicketStatus.VOID
 
 
 def test_a_move_of_a_payment_or_ticket_is_shown_by_its_booking():

@@ -6,10 +6,14 @@ Each process has one writer thread. A request hands it its join and waits; the t
 join waiting at that moment, writes them in one statement and one commit, and wakes their
 requests. While it writes, the next batch gathers, so the batch grows with the load.
 
-The draw (services/waiting_room.py) locks the room FOR UPDATE; a batch first takes KEY SHARE on
-the rooms it writes to, and only then reads whether they were drawn. So a join either commits
-before the draw reads the early joiners (and is drawn with them) or reads the draw's commit (and
-queues in arrival order behind them): none is left out of both.
+A batch first takes SHARE on the rooms it writes to, and holds it until it commits:
+- The draw locks the room FOR UPDATE, so a join either commits before the draw reads the early
+  joiners (and is drawn with them) or reads, after it, that the room was drawn (and queues in
+  arrival order behind them): none is left out of both.
+- An admission run locks the room FOR NO KEY UPDATE, which waits for every batch in flight: when
+  it reads the queue, every entry that has drawn an arrival number is committed. So no entry is
+  admitted ahead of one with a smaller number that was not visible yet (numbers are drawn in
+  INSERT order but batches of different processes may commit in another).
 """
 from __future__ import annotations
 
@@ -55,7 +59,7 @@ class _Join:
     written: Future
 
 
-_LOCK_ROOMS = text("SELECT show_id FROM waiting_rooms WHERE show_id = ANY(:shows) ORDER BY show_id FOR KEY SHARE")
+_LOCK_ROOMS = text("SELECT show_id FROM waiting_rooms WHERE show_id = ANY(:shows) ORDER BY show_id FOR SHARE")
 _INSERT = text("""
     INSERT INTO queue_entries (id, show_id, customer_id, joined_at, arrival_seq, early, state)
     SELECT joins.id, joins.show_id, joins.customer_id, joins.joined_at, nextval('queue_arrival_seq'),

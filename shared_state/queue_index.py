@@ -59,6 +59,29 @@ return {entry[1], entry[2], entry[3], entry[4], entry[5], order, ahead, redis.ca
 """
 
 
+# The rebuild, server-side: a chunk of entries per call, so 100,000 entries are a few dozen calls
+# rather than 400,000 commands packed one by one. KEYS: order, waiting, early, customers.
+# ARGV: show, then per entry: id, customer, state, score ("" before the draw), until ("" if none).
+_REBUILD = """
+local show = ARGV[1]
+for i = 2, #ARGV, 5 do
+  local id, customer, state, score, untl = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local key = 'wq:' .. id
+  redis.call('HSET', key, 's', show, 'c', customer, 'st', state)
+  if score ~= '' then
+    redis.call('HSET', key, 'o', score)
+    redis.call('ZADD', KEYS[1], score, id)
+    if state == 'WAITING' then redis.call('ZADD', KEYS[2], score, id) else redis.call('ZREM', KEYS[2], id) end
+  elseif state == 'WAITING' then
+    redis.call('SADD', KEYS[3], id)
+  end
+  if untl ~= '' then redis.call('HSET', key, 'u', untl) end
+  redis.call('HSET', KEYS[4], customer, id)
+end
+return (#ARGV - 1) / 5
+"""
+
+
 @dataclass(frozen=True)
 class Indexed:
     """What the index knows of an entry."""
@@ -85,6 +108,7 @@ class QueueIndex:
         self.redis = client
         self._join = client.register_script(_JOIN)
         self._status = client.register_script(_STATUS)
+        self._rebuild = client.register_script(_REBUILD)
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -134,33 +158,22 @@ class QueueIndex:
     def publish_rate(self, show_id: str, admit_per_minute: int) -> None:
         self.redis.set(_key(show_id, "rate"), admit_per_minute)
 
-    def publish_all(self, show_id: str, entries, *, drawn: bool, admit_per_minute: int, chunk: int = 5000) -> None:
+    def publish_all(self, show_id: str, entries, *, drawn: bool, admit_per_minute: int, chunk: int = 2000) -> None:
         """Write the whole index of a show from its entries, read from PostgreSQL under the room's
         lock: (id, customer, state, score, admitted until epoch or None). Marks it built."""
-        order, waiting, early, customers = _key(show_id, "order"), _key(show_id, "waiting"), _key(show_id, "early"), _key(show_id, "c")
-        pipe = self.redis.pipeline(transaction=False)
+        keys = [_key(show_id, "order"), _key(show_id, "waiting"), _key(show_id, "early"), _key(show_id, "c")]
         if drawn:
-            pipe.delete(early)
-        for n, (entry_id, customer_id, state, score, until) in enumerate(entries, 1):
-            fields = {"s": show_id, "c": customer_id, "st": state}
-            if score is not None:
-                fields["o"] = score
-                pipe.zadd(order, {entry_id: score})
-                if state == "WAITING":
-                    pipe.zadd(waiting, {entry_id: score})
-                else:
-                    pipe.zrem(waiting, entry_id)
-            elif state == "WAITING":
-                pipe.sadd(early, entry_id)
-            if until is not None:
-                fields["u"] = until
-            pipe.hset(entry_key(entry_id), mapping=fields)
-            pipe.hset(customers, customer_id, entry_id)
-            if n % chunk == 0:
-                pipe.execute()
-        pipe.set(_key(show_id, "rate"), admit_per_minute)
-        pipe.set(_key(show_id, "built"), 1)
-        pipe.execute()
+            self.redis.delete(_key(show_id, "early"))
+        args = [show_id]
+        for entry_id, customer_id, state, score, until in entries:
+            args += [entry_id, customer_id, state, "" if score is None else score, "" if until is None else until]
+            if len(args) > chunk * 5:
+                self._rebuild(keys=keys, args=args)
+                args = [show_id]
+        if len(args) > 1:
+            self._rebuild(keys=keys, args=args)
+        self.redis.set(_key(show_id, "rate"), admit_per_minute)
+        self.redis.set(_key(show_id, "built"), 1)
 
     def forget(self, show_id: str) -> None:
         """The index of this show is no longer trusted (a publish failed half-way): the next

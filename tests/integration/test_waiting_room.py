@@ -342,3 +342,55 @@ def test_with_the_database_away_joins_and_polls_answer_503_not_500(app, new_cust
     # What the index knows is still answered without the database.
     assert away.test_client().get(f"/queue/{entry['id']}", headers=customer["headers"]).json["id"] == entry["id"]
     assert poll(app.test_client(), customer, entry["id"])["state"] == "WAITING"
+
+
+def test_an_admission_waits_for_joins_in_flight_so_no_smaller_arrival_number_is_passed_over(
+        app, client, new_customer, queued_show):
+    """Two join batches in flight at once: F draws the smaller arrival number but commits last.
+    An admission run in between must wait for F (its batch holds the room SHARE until it commits),
+    then admit F before E, not E alone as the only one it could see."""
+    import threading
+    from models import db
+    from services import queue_joins
+    show = queued_show(admit_per_minute=600, on_sale_in=timedelta(seconds=-30))
+    first, second = new_customer(), new_customer()
+    start = later(-5)
+    admit(app, show, start)  # draws (nobody early) and starts the schedule
+    with app.app_context():
+        connection = db.engine.connect()
+        batch = connection.begin()
+        connection.execute(queue_joins._LOCK_ROOMS, {"shows": [show["id"]]})
+        f_id = secrets.token_hex(8)
+        connection.execute(queue_joins._INSERT, {"ids": [f_id], "shows": [show["id"]], "customers": [first["id"]],
+                                                 "joined": [datetime.now(timezone.utc)]})
+    e_entry = join(client, second, show["id"]).json  # its own batch commits at once
+    done = threading.Event()
+    admitted = []
+
+    def tick():
+        admitted.append(admit(app, show, start + timedelta(seconds=1)))
+        done.set()
+    runner = threading.Thread(target=tick)
+    runner.start()
+
+    def waiting_for_the_batch():
+        with app.app_context():
+            return db.session.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar() > 0
+    wait_until(waiting_for_the_batch, 10, 0.05, "the admission to wait for the batch in flight")
+    assert not done.is_set()
+    batch.commit()
+    connection.close()
+    runner.join(30)
+    assert admitted == [2]
+    rows = entries_in_queue_order(app, show["id"])
+    assert [row.id for row in rows] == [f_id, e_entry["id"]]
+    assert [row.admission_seq for row in rows] == [1, 2]
+
+
+def entries_in_queue_order(app, show_id):
+    from models import db
+    with app.app_context():
+        rows = db.session.execute(text("SELECT id, admission_seq FROM queue_entries WHERE show_id = :s "
+                                       "ORDER BY draw_rank NULLS LAST, arrival_seq"), {"s": show_id}).all()
+        db.session.rollback()
+        return rows

@@ -748,11 +748,13 @@ def entry_sample() -> bytes:
                        "admitted_until": None}).encode()
 
 
-def queue_entries(bench: BenchStack, show_id: str) -> list[dict]:
-    """The show's queue entries for the checks: place (1.. in the queue order, draw_rank NULLS
-    LAST then arrival_seq; None for an early joiner not drawn yet), admission_seq, and
-    admitted_at, admitted_until, left_at as epoch seconds."""
+def queue_state(bench: BenchStack, show_id: str) -> tuple[list[dict], int, int]:
+    """The show's queue entries, the admissions its room counted and the slots its schedule has
+    made due, from one snapshot (the admission job runs on meanwhile). Each entry has its place
+    (1.. in the queue order, draw_rank NULLS LAST then arrival_seq; None for an early joiner not
+    drawn yet), admission_seq, and admitted_at, admitted_until, left_at as epoch seconds."""
     with psycopg.connect(bench.db_url) as connection:
+        connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cursor = connection.execute("""
             SELECT id, CASE WHEN draw_rank IS NOT NULL OR NOT early
                             THEN row_number() OVER (ORDER BY draw_rank NULLS LAST, arrival_seq) END AS place,
@@ -761,16 +763,13 @@ def queue_entries(bench: BenchStack, show_id: str) -> list[dict]:
                    extract(epoch FROM left_at)::float8 AS left_at
             FROM queue_entries WHERE show_id = %s""", (show_id,))
         columns = [c.name for c in cursor.description]
-        return [dict(zip(columns, row)) for row in cursor.fetchall()]
-
-
-def room_slots_due(bench: BenchStack, show_id: str) -> tuple[int, int]:
-    """(admissions the room recorded, slots its schedule has made due by now)."""
-    with psycopg.connect(bench.db_url) as connection:
-        return connection.execute("""
+        entries = [dict(zip(columns, row)) for row in cursor.fetchall()]
+        # Slots due by a clock read after the snapshot: never fewer than the snapshot's admissions had.
+        recorded, slots_due = connection.execute("""
             SELECT admitted, schedule_base + CASE WHEN schedule_from IS NULL THEN 0 ELSE
                    floor(admit_per_minute * extract(epoch FROM clock_timestamp() - schedule_from) / 60)::bigint END
             FROM waiting_rooms WHERE show_id = %s""", (show_id,)).fetchone()
+    return entries, recorded, slots_due
 
 
 def _epoch_of(value: str | None) -> float | None:
@@ -780,14 +779,13 @@ def _epoch_of(value: str | None) -> float | None:
 
 def queue_checks(bench: BenchStack, show_id: str, admitted_seen: dict[str, list]) -> dict:
     """admitted_twice and out_of_order from PostgreSQL (and the turns polls showed)."""
-    entries = queue_entries(bench, show_id)
-    recorded_admitted, slots_due = room_slots_due(bench, show_id)
+    entries, recorded_admitted, slots_due = queue_state(bench, show_id)
     seen = {entry_id: [_epoch_of(until) for until in untils if until is not None]
             for entry_id, untils in admitted_seen.items()}
     admissions = sum(entry["admission_seq"] is not None for entry in entries)
     return {
-        # an admission the room did not count is one its schedule did not give
-        "admitted_twice": checks.admitted_twice(entries, seen, slots_due) + max(0, admissions - recorded_admitted),
+        # the room's count and its entries disagree: an admission given outside the schedule
+        "admitted_twice": checks.admitted_twice(entries, seen, slots_due) + abs(admissions - recorded_admitted),
         "admitted_recorded": recorded_admitted,
         "out_of_order": checks.out_of_order(entries),
         "admitted_total": admissions,

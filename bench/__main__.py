@@ -111,6 +111,7 @@ QUEUE_ROWS = [
     ("poll_rps_intended", "status polls/s intended (one per waiting customer every 5 s)"),
     ("poll_coverage_pct", "polls/s reached, % of intended"), ("poll_p99_ms", "status poll p99 (ms)"),
     ("draw_s", "sale open -> first admission (the draw) (s)"),
+    ("catch_up_s", "first admission -> admissions caught up with the schedule (s)"),
     ("admit_per_minute", "admit_per_minute (the setting)"),
     ("admitted_in_window", "admitted in the window"), ("expected_in_window", "the setting's count for the window"),
     ("admission_rate_error_pct", "admission rate error (%)"),

@@ -17,6 +17,12 @@ the seat page with If-None-Match from that customer's last copy, then books n se
 do; so picks collide as real ones do. `seat_page.pollers` more connections poll the page (each with
 its own last ETag, as an open page refreshing) while the bookings run. Every page answer is
 recorded apart from the bookings' figures.
+
+The waiting room (SPEC §9) adds two plans. `poll` (bench queue): GET /queue/{id} round-robin over
+the given entries as fast as the connections go, until the harness's stop file appears. `queue`
+(rush --queue): every item is one customer, who joins, polls until admitted and books once with
+the Admission-Token; joins and polls use connections of their own, apart from the bookings'.
+A plan's `id_statuses` names the answers whose body's id is kept (default 202; joins: 200, 201).
 """
 from __future__ import annotations
 

@@ -113,7 +113,7 @@ def test_a_tiny_door_run_reports_every_figure_and_admits_each_ticket_once(tmp_pa
 
 
 QUEUE_KEYS = ("cores", "joins", "join_rps", "join_p99_ms", "poll_rps", "poll_p99_ms", "poll_rps_intended",
-              "poll_coverage_pct", "draw_s", "admit_per_minute", "admitted_in_window", "expected_in_window",
+              "poll_coverage_pct", "draw_s", "catch_up_s", "admit_per_minute", "admitted_in_window", "expected_in_window",
               "admission_rate_error_pct", "max_admitted_in_a_second", "max_admitted_in_a_second_overall",
               "admit_per_second", "admitted_total", "admitted_twice", "out_of_order", "bare_json_rps",
               "ratio_join_vs_bare_json", "ratio_poll_vs_bare_json", "ratio_max_second_vs_rate")

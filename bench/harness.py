@@ -941,9 +941,14 @@ def queued_rush(bench: BenchStack, show_id: str, customers: int, admit_per_minut
     queue = result["queue"]
     statuses = result["statuses"]
     waited = queue["waited_s"]
+    # The bookings sent once every join was answered: behind the queue, without the joins' burst.
+    after_joins = [ms for ms, at in zip(result["latencies_ms"], result["sent_s"])
+                   if ms >= 0 and at >= queue["joins_done_s"]]
     figures.update(requests=sum(1 for ms in result["latencies_ms"] if ms >= 0), customers=customers,
                    queued=True, admit_per_minute=admit_per_minute, poll_interval_s=poll_interval_s,
                    admitted_booking_p99_ms=figures["api_p99_ms"],
+                   joins_s=queue["joins_done_s"], bookings_after_joins=len(after_joins),
+                   booking_p99_after_joins_ms=percentile(after_joins, 99) if after_joins else None,
                    customers_admitted=len(waited), customers_not_admitted=statuses.get("-3", 0),
                    joins_refused=statuses.get("-2", 0), join_statuses=queue["join_statuses"],
                    queue_poll_requests=sum(queue["poll_statuses"].values()), queue_poll_statuses=queue["poll_statuses"],

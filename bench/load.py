@@ -300,6 +300,7 @@ async def _queue_rush(plan: dict) -> dict:
     poll_statuses: Counter = Counter()
     poll_latencies: list[float] = []
     admitted_seen: dict[str, set] = {}
+    joins_answered: list[float] = []
     stop = _Stop(queue.get("stop_file"), queue.get("max_s"))
     timeout = aiohttp.ClientTimeout(total=plan.get("timeout_s", 60))
     seat_page = plan.get("seat_page")
@@ -329,6 +330,7 @@ async def _queue_rush(plan: dict) -> dict:
             auth = {"Authorization": f"Bearer {tokens[token_index]}"}
             status, entry = await call("POST", base + queue["join_path"], auth)
             join_statuses[str(status)] += 1
+            joins_answered.append(time.perf_counter() - started)
             if entry is None:
                 statuses[index], latencies[index] = NOT_JOINED, -1.0
                 return
@@ -387,6 +389,7 @@ async def _queue_rush(plan: dict) -> dict:
         "latencies_ms": latencies, "sent_s": sent, "answered_s": answered, "ids": ids,
         "statuses": dict(Counter(str(s) for s in statuses)), "errors": dict(errors),
         "queue": {"join_statuses": dict(join_statuses), "poll_statuses": dict(poll_statuses),
+                  "joins_done_s": max(joins_answered, default=0.0),
                   "poll_latencies_ms": poll_latencies, "waited_s": waited,
                   "admitted_seen": {entry_id: sorted(seen) for entry_id, seen in admitted_seen.items()}},
     }

@@ -135,6 +135,7 @@ QUEUED_RUSH_ROWS = [
     ("joins_s", "first join -> last join answered (s)"),
     ("bookings_after_joins", "bookings sent after the last join was answered"),
     ("booking_p99_after_joins_ms", "their p99 (ms)"),
+    ("booking_served_p99_ms", "booking p99 inside the API (its request log) (ms)"),
     ("queue_poll_p99_ms", "status poll p99 (ms)"), ("waited_p50_s", "wait join -> admitted p50 (s)"),
     ("waited_max_s", "wait join -> admitted max (s)"),
     ("admitted_twice", "admitted twice (or beyond the slots)"), ("out_of_order", "admitted out of queue order"),

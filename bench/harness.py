@@ -909,6 +909,23 @@ def queue_ratios(figures: dict) -> dict:
     }
 
 
+def served_ms(bench: BenchStack, method: str, endpoint: str, status: int, since: float) -> list[float]:
+    """The API's own durations (its request log, `duration_ms`) of the requests to one endpoint
+    answered with `status` since `since` (epoch seconds): the time inside the app, without the
+    wait for a gunicorn thread that the client's latency includes."""
+    from datetime import datetime
+    durations = []
+    with open(bench.data_dir / "var" / "logs" / "api.log") as log_file:
+        for line in log_file:
+            if not line.startswith("{") or '"boxoffice.http"' not in line:
+                continue
+            record = json.loads(line)
+            if (record.get("method"), record.get("endpoint"), record.get("status")) == (method, endpoint, status) \
+                    and datetime.fromisoformat(record["timestamp"]).timestamp() >= since:
+                durations.append(record["duration_ms"])
+    return durations
+
+
 def queued_rush(bench: BenchStack, show_id: str, customers: int, admit_per_minute: int, poll_interval_s: float,
                 workdir: Path, seated: bool = False) -> dict:
     """The rush behind the waiting room: every customer joins the show's queue (on sale already),
@@ -954,6 +971,8 @@ def queued_rush(bench: BenchStack, show_id: str, customers: int, admit_per_minut
                    queue_poll_requests=sum(queue["poll_statuses"].values()), queue_poll_statuses=queue["poll_statuses"],
                    queue_poll_p99_ms=percentile(queue["poll_latencies_ms"], 99),
                    waited_p50_s=percentile(waited, 50), waited_max_s=max(waited, default=0.0))
+    served = served_ms(bench, "POST", "/bookings", 202, result["started_at"])
+    figures.update(booking_served_p99_ms=percentile(served, 99) if served else None)
     if seated:
         page = result["seat_page"]
         figures.update(picks_not_sent=statuses.get("0", 0), picks_short=page["picks_short"],

@@ -713,7 +713,7 @@ def median(values):
 
 # The joins one client IP may make: the load generator is one IP for every customer.
 QUEUE_ENV = {"RATE_LIMIT_QUEUE_JOINS": "100000000/minute"}
-INTENDED_POLL_INTERVAL_S = 5.0  # how often a waiting customer's page asks (SPEC §9's pattern)
+INTENDED_POLL_INTERVAL_S = 5.0  # how often a waiting customer's page is meant to ask
 
 
 def queued_show(bench: BenchStack, seats: int, admit_per_minute: int, session_minutes: int,

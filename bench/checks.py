@@ -4,6 +4,9 @@ Each takes plain rows (dicts), so the same definition serves a test and a 20,000
 """
 from __future__ import annotations
 
+import bisect
+import itertools
+
 HOLDING = ("CONFIRMED", "PAID")
 
 
@@ -145,3 +148,89 @@ def fairness_violations_best_available(bookings: list[dict]) -> int:
             continue
         by_category.setdefault(booking["category"], []).append(booking)
     return sum(fairness_violations_realtime(group) for group in by_category.values())
+
+
+# -- the waiting room (SPEC §9) -----------------------------------------------------------------
+
+def admitted_twice(entries: list[dict], polled_until: dict[str, list], slots_due: int | None = None,
+                   tolerance_s: float = 0.01) -> int:
+    """Admissions given twice, or beyond the room's slots. `entries` are one show's queue entries
+    with admission_seq and admitted_until (epoch seconds; None if never admitted); `polled_until`
+    the admitted_until values each entry's polls showed while ADMITTED. Counted: admission_seq
+    values held by more than one entry (each extra holder), entries polled ADMITTED with two
+    different turns, or with a turn PostgreSQL does not record (times within tolerance_s are the
+    same: the API's and the index's copies round differently), and admissions beyond `slots_due`
+    (the slots the room's schedule had made due when it was read)."""
+    holders: dict[int, int] = {}
+    for entry in entries:
+        if entry["admission_seq"] is not None:
+            holders[entry["admission_seq"]] = holders.get(entry["admission_seq"], 0) + 1
+    twice = sum(count - 1 for count in holders.values())
+    recorded = {entry["id"]: entry["admitted_until"] for entry in entries}
+    for entry_id, seen in polled_until.items():
+        if not seen:
+            continue
+        until = recorded.get(entry_id)
+        twice += (max(seen) - min(seen) > tolerance_s
+                  or until is None or any(abs(value - until) > tolerance_s for value in seen))
+    admissions = sum(holders.values())
+    if slots_due is not None:
+        twice += max(0, admissions - slots_due)
+    return twice
+
+
+def out_of_order(entries: list[dict]) -> int:
+    """Entries admitted while one ahead of them in queue order was still waiting: E admitted with
+    admission_seq s at admitted_at t counts if some F with a smaller `place` (the queue order,
+    draw_rank NULLS LAST then arrival_seq) was not admitted by then (no admission_seq, or a larger
+    one) and had not left before t (left_at None, or later than t). Entries without a place (an
+    early joiner before the draw) are left out.
+
+    O(n log n): each F blocks the admissions numbered below a bound (its own admission_seq; for
+    one that left unadmitted, the first admission at or after it left; for one still waiting,
+    every admission), and entries are swept in queue order with the largest bound ahead of them."""
+    placed = sorted((e for e in entries if e["place"] is not None), key=lambda e: e["place"])
+    admissions = sorted((e["admission_seq"], e["admitted_at"]) for e in placed if e["admission_seq"] is not None)
+    infinite = float("inf")
+    # The latest admission time up to each admission: the first one at or after a time is found
+    # by bisection (admitted_at grows with admission_seq: one tick at a time, under the room's lock).
+    latest = list(itertools.accumulate((at for _, at in admissions), max))
+
+    def bound(entry) -> float:
+        if entry["admission_seq"] is not None:
+            return entry["admission_seq"]
+        if entry["left_at"] is None:
+            return infinite
+        # the first admission not before it left: admissions numbered below it blocked on it
+        index = bisect.bisect_left(latest, entry["left_at"])
+        return admissions[index][0] if index < len(admissions) else infinite
+
+    wrong = 0
+    ahead = -infinite
+    for entry in placed:
+        if entry["admission_seq"] is not None and entry["admission_seq"] < ahead:
+            wrong += 1
+        ahead = max(ahead, bound(entry))
+    return wrong
+
+
+def out_of_order_reference(entries: list[dict]) -> int:
+    """The same count, entry by entry, word for word the definition (for the tests)."""
+    placed = [e for e in entries if e["place"] is not None]
+    return sum(1 for e in placed if e["admission_seq"] is not None and any(
+        f["place"] < e["place"]
+        and (f["admission_seq"] is None or f["admission_seq"] > e["admission_seq"])
+        and (f["left_at"] is None or f["left_at"] > e["admitted_at"]) for f in placed))
+
+
+def admission_rate(admitted_at: list[float], admit_per_minute: int, start: float, window_s: float) -> dict:
+    """Admissions in the window [start, start + window_s) (epoch seconds) against the rate: how
+    many, how many the rate says, the error in percent, and the most in any one whole second of it."""
+    inside = [at for at in admitted_at if start <= at < start + window_s]
+    expected = admit_per_minute * window_s / 60
+    per_second: dict[int, int] = {}
+    for at in inside:
+        per_second[int(at - start)] = per_second.get(int(at - start), 0) + 1
+    return {"admitted_in_window": len(inside), "expected_in_window": expected,
+            "admission_rate_error_pct": abs(len(inside) - expected) / expected * 100 if expected else None,
+            "max_admitted_in_a_second": max(per_second.values(), default=0)}

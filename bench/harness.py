@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import secrets
@@ -37,7 +38,7 @@ log = logging.getLogger("bench")
 
 FINAL = ("PAID", "REJECTED", "PAYMENT_FAILED", "EXPIRED", "CANCELLED")
 DECIDED = ("CONFIRMED",) + FINAL
-WORKER_PROCESSES = ("worker-booking", "worker-payments", "worker-maintenance")
+WORKER_PROCESSES = ("worker-booking", "worker-payments", "worker-maintenance", "worker-admission")
 RESERVE_TASKS = ("seats.reserve",)
 
 
@@ -187,18 +188,32 @@ class BenchStack:
 # -- load generation --------------------------------------------------------------------------
 
 def run_load(base_url: str, path: str, tokens: list[str], items: list, concurrency: int, workdir: Path,
-             **plan) -> dict:
+             stop_when=None, **plan) -> dict:
     """Run bench.load in its own process; returns its result. `plan`: more of its plan (method,
-    seat_page, seed)."""
+    seat_page, seed, poll, queue). With `stop_when`, a polling plan (`poll` or `queue`) runs until
+    that function returns: then the generator is told to stop, by a file it watches."""
     tag = uuid.uuid4().hex[:8]
     plan_path, result_path = workdir / f"plan-{tag}.json", workdir / f"result-{tag}.json"
+    stop_path = workdir / f"stop-{tag}"
+    for mode in ("poll", "queue"):
+        if stop_when is not None and mode in plan:
+            plan[mode] = {**plan[mode], "stop_file": str(stop_path)}
     plan_path.write_text(json.dumps({"base_url": base_url, "path": path, "tokens": tokens, "items": items,
                                      "concurrency": concurrency, **plan}))
-    subprocess.run([sys.executable, "-m", "bench.load", str(plan_path), str(result_path)],
-                   cwd=REPO_ROOT, check=True)
+    process = subprocess.Popen([sys.executable, "-m", "bench.load", str(plan_path), str(result_path)], cwd=REPO_ROOT)
+    try:
+        if stop_when is not None:
+            stop_when(process)
+            stop_path.touch()
+        if process.wait() != 0:
+            raise RuntimeError(f"the load generator failed (exit status {process.returncode})")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     result = json.loads(result_path.read_text())
-    plan_path.unlink()
-    result_path.unlink()
+    for leftover in (plan_path, result_path, stop_path):
+        leftover.unlink(missing_ok=True)
     return result
 
 
@@ -311,7 +326,7 @@ def rush(bench: BenchStack, requests: int, seats: int, customers: int, workdir: 
     return figures
 
 
-def drive(bench: BenchStack, show_id: str, tokens: list[str], items: list, workdir: Path,
+def drive(bench: BenchStack, show_id: str, tokens: list[str], items: list, workdir: Path, stop_when=None,
           **plan) -> tuple[dict, dict]:
     """Send the booking requests, wait until every accepted booking is final, and time it:
     (the load generator's result, the rush's figures)."""
@@ -320,7 +335,8 @@ def drive(bench: BenchStack, show_id: str, tokens: list[str], items: list, workd
     step_s_before = clock.seconds_when_quiet()
     poller = ProgressPoller(bench.db_url, show_id)
     poller.start()
-    result = run_load(bench.stack.urls["api"], "/bookings", tokens, items, options.concurrency, workdir, **plan)
+    result = run_load(bench.stack.urls["api"], "/bookings", tokens, items, options.concurrency, workdir,
+                      stop_when=stop_when, **plan)
     load = load_summary(result)
     poller.target = load["accepted"]
     if not poller.done.wait(options.settle_timeout):
@@ -446,9 +462,11 @@ def fetch_page(bench: BenchStack, show_id: str) -> bytes:
         return response.read()
 
 
-def add_seated_show(seats: int, max_per_customer: int | None = None, seed: int = 6) -> str:
+def add_seated_show(seats: int, max_per_customer: int | None = None, seed: int = 6,
+                    waiting_room: dict | None = None) -> str:
     """The seated rush's hall and a reserved show on it, through the services the API uses (in
-    the caller's app context; also the profilers' show). Returns the show's id."""
+    the caller's app context; also the profilers' show), with a waiting room if given (its
+    settings, SPEC §9). Returns the show's id."""
     from models.database import utc_now
     from services.seat_maps import add_seat_map
     from services.shows import create_show
@@ -456,13 +474,14 @@ def add_seated_show(seats: int, max_per_customer: int | None = None, seed: int =
     show = create_show({"title": f"Seated rush {uuid.uuid4().hex[:8]}", "venue": "Bench Hall",
                         "starts_at": utc_now() + timedelta(days=30), "seat_map_id": seat_map.id,
                         "prices": {name: price for name, _, _, price in CATEGORIES},
-                        "max_per_customer": max_per_customer})
+                        "max_per_customer": max_per_customer,
+                        **({"waiting_room": waiting_room} if waiting_room else {})})
     return show.id
 
 
-def seated_show(bench: BenchStack, seats: int, max_per_customer: int | None) -> str:
+def seated_show(bench: BenchStack, seats: int, max_per_customer: int | None, waiting_room: dict | None = None) -> str:
     with bench.app.app_context():
-        return add_seated_show(seats, max_per_customer, bench.options.seed)
+        return add_seated_show(seats, max_per_customer, bench.options.seed, waiting_room)
 
 
 def seated_rush(bench: BenchStack, show_id: str, requests: int, customers: int, pollers: int,
@@ -688,3 +707,290 @@ def seated_ratios(figures: dict) -> dict:
 
 def median(values):
     return statistics.median(values) if values else 0.0
+
+
+# -- the waiting room (SPEC §9) -----------------------------------------------------------------
+
+# The joins one client IP may make: the load generator is one IP for every customer.
+QUEUE_ENV = {"RATE_LIMIT_QUEUE_JOINS": "100000000/minute"}
+INTENDED_POLL_INTERVAL_S = 5.0  # how often a waiting customer's page is meant to ask
+
+
+def queued_show(bench: BenchStack, seats: int, admit_per_minute: int, session_minutes: int,
+                on_sale_in: timedelta) -> str:
+    """A general show with a waiting room, on sale in on_sale_in (negative: already on sale)."""
+    from models.database import utc_now
+    from services.shows import create_show
+    now = utc_now()
+    with bench.app.app_context():
+        show = create_show({"title": f"Queued rush {uuid.uuid4().hex[:8]}", "venue": "Bench Hall",
+                            "starts_at": now + timedelta(days=30), "on_sale_at": now + on_sale_in,
+                            "price": 1500, "capacity": seats,
+                            "waiting_room": {"admit_per_minute": admit_per_minute,
+                                             "session_minutes": session_minutes}})
+        return show.id
+
+
+def open_sale(bench: BenchStack, show_id: str) -> float:
+    """Move the show's on_sale_at to now (the draw follows); returns that time (epoch seconds)."""
+    from models.database import utc_now
+    from services.shows import change_show
+    now = utc_now()
+    with bench.app.app_context():
+        change_show(show_id, {"on_sale_at": now})
+    return now.timestamp()
+
+
+def entry_sample() -> bytes:
+    """A queue entry's answer as GET /queue/{id} gives it while waiting: the bare JSON baseline's body."""
+    return json.dumps({"id": str(uuid.uuid4()), "show_id": str(uuid.uuid4()), "state": "WAITING",
+                       "position": 51_234, "ahead": 51_233, "estimated_wait_s": 513, "admission_token": None,
+                       "admitted_until": None}).encode()
+
+
+def queue_state(bench: BenchStack, show_id: str) -> tuple[list[dict], int, int]:
+    """The show's queue entries, the admissions its room counted and the slots its schedule has
+    made due, from one snapshot (the admission job runs on meanwhile). Each entry has its place
+    (1.. in the queue order, draw_rank NULLS LAST then arrival_seq; None for an early joiner not
+    drawn yet), admission_seq, and admitted_at, admitted_until, left_at as epoch seconds."""
+    with psycopg.connect(bench.db_url) as connection:
+        connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor = connection.execute("""
+            SELECT id, CASE WHEN draw_rank IS NOT NULL OR NOT early
+                            THEN row_number() OVER (ORDER BY draw_rank NULLS LAST, arrival_seq) END AS place,
+                   state, admission_seq, extract(epoch FROM admitted_at)::float8 AS admitted_at,
+                   extract(epoch FROM admitted_until)::float8 AS admitted_until,
+                   extract(epoch FROM left_at)::float8 AS left_at
+            FROM queue_entries WHERE show_id = %s""", (show_id,))
+        columns = [c.name for c in cursor.description]
+        entries = [dict(zip(columns, row)) for row in cursor.fetchall()]
+        # Slots due by a clock read after the snapshot: never fewer than the snapshot's admissions had.
+        recorded, slots_due = connection.execute("""
+            SELECT admitted, schedule_base + CASE WHEN schedule_from IS NULL THEN 0 ELSE
+                   floor(admit_per_minute * extract(epoch FROM clock_timestamp() - schedule_from) / 60)::bigint END
+            FROM waiting_rooms WHERE show_id = %s""", (show_id,)).fetchone()
+    return entries, recorded, slots_due
+
+
+def _epoch_of(value: str | None) -> float | None:
+    from datetime import datetime
+    return None if value is None else datetime.fromisoformat(value).timestamp()
+
+
+def queue_checks(bench: BenchStack, show_id: str, admitted_seen: dict[str, list]) -> dict:
+    """admitted_twice and out_of_order from PostgreSQL (and the turns polls showed)."""
+    entries, recorded_admitted, slots_due = queue_state(bench, show_id)
+    seen = {entry_id: [_epoch_of(until) for until in untils if until is not None]
+            for entry_id, untils in admitted_seen.items()}
+    admissions = sum(entry["admission_seq"] is not None for entry in entries)
+    return {
+        # the room's count and its entries disagree: an admission given outside the schedule
+        "admitted_twice": checks.admitted_twice(entries, seen, slots_due) + abs(admissions - recorded_admitted),
+        "admitted_recorded": recorded_admitted,
+        "out_of_order": checks.out_of_order(entries),
+        "admitted_total": admissions,
+        "entries": entries,  # for the rate figures; not reported
+    }
+
+
+def _wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def _first_admission(bench: BenchStack, show_id: str) -> float | None:
+    with psycopg.connect(bench.db_url) as connection:
+        return connection.execute("SELECT extract(epoch FROM min(admitted_at))::float8 FROM queue_entries "
+                                  "WHERE show_id = %s", (show_id,)).fetchone()[0]
+
+
+def _caught_up(bench: BenchStack, show_id: str) -> float | None:
+    """The time (epoch seconds) if the room's schedule owes no more than one tick can admit."""
+    from models.waiting_room import CATCH_UP_S
+    with psycopg.connect(bench.db_url) as connection:
+        row = connection.execute("""
+            SELECT schedule_base + floor(admit_per_minute * extract(epoch FROM clock_timestamp() - schedule_from) / 60)
+                   - slots_used, admit_per_minute, extract(epoch FROM clock_timestamp())::float8
+            FROM waiting_rooms WHERE show_id = %s AND schedule_from IS NOT NULL""", (show_id,)).fetchone()
+    if row is None:
+        return None
+    owed, rate, now = row
+    return now if owed <= max(1, math.ceil(rate * CATCH_UP_S / 60)) else None
+
+
+def queue_bench(bench: BenchStack, joins: int, admit_per_minute: int, session_minutes: int, window_s: float,
+                warmup_s: float, workdir: Path) -> dict:
+    """`bench queue`: `joins` customers join one show's waiting room before its sale opens (at
+    `concurrency` connections), then the sale opens, the early joiners are drawn, and the waiting
+    customers poll their entries round-robin as fast as the connections go while the admission
+    job admits them; the admission rate is judged over window_s seconds from warmup_s after the
+    admissions caught up with the schedule (the draw's own seconds leave a backlog, admitted
+    faster than the rate). Returns its figures and checks."""
+    options = bench.options
+    tokens = bench.seed_customers(joins)
+    show_id = queued_show(bench, joins, admit_per_minute, session_minutes, on_sale_in=timedelta(days=1))
+    log.info("queue: %d joins at %d connections", joins, options.concurrency)
+    joined = run_load(bench.stack.urls["api"], f"/shows/{show_id}/queue", tokens, [[i, None] for i in range(joins)],
+                      options.concurrency, workdir, id_statuses=[200, 201])
+    join = load_summary(joined, "201")
+    entries = [[i, entry_id] for i, entry_id in enumerate(joined["ids"]) if entry_id]
+    if not entries:
+        raise RuntimeError(f"no join succeeded: {joined['statuses']} {joined['errors']}")
+    opened_at = open_sale(bench, show_id)
+    window: dict = {}
+
+    def until_window_ends(process) -> None:
+        first = _wait_for(lambda: process.poll() is not None or _first_admission(bench, show_id), 600,
+                          "the first admission")
+        if first is True:
+            return  # the generator ended by itself
+        window["first"] = first
+        # The slots that came due while the draw ran are admitted first, faster than the rate (a
+        # tick catches up at most CATCH_UP_S worth): the window starts once that backlog is gone.
+        caught_up = _wait_for(lambda: process.poll() is not None or _caught_up(bench, show_id), 600,
+                              "admissions catching up with the schedule")
+        if caught_up is True:
+            return
+        window["caught_up"] = caught_up
+        window["start"] = math.ceil(caught_up + warmup_s)  # whole seconds: the per-second counts line up
+        end = window["start"] + window_s + 0.5
+        while time.time() < end and process.poll() is None:
+            time.sleep(0.2)
+
+    log.info("queue: sale open, %d entries polling at %d connections", len(entries), options.concurrency)
+    polled = run_load(bench.stack.urls["api"], "/queue", tokens, [], options.concurrency, workdir,
+                      stop_when=until_window_ends, poll={"entries": entries})
+    if "start" not in window:
+        raise RuntimeError(f"the polls ended before any admission: {polled['statuses']} {polled['errors']}")
+    poll = load_summary(polled, "200")
+    checked = queue_checks(bench, show_id, polled["admitted_seen"])
+    entries_rows = checked.pop("entries")
+    admitted_at = sorted(entry["admitted_at"] for entry in entries_rows if entry["admitted_at"] is not None)
+    rate = checks.admission_rate(admitted_at, admit_per_minute, window["start"], window_s)
+    overall = checks.admission_rate(admitted_at, admit_per_minute, math.floor(window["first"]),
+                                    admitted_at[-1] - math.floor(window["first"]) + 1)
+    # The window must end before the queue ran dry, or it measured a short queue, not the rate.
+    last_waiting_gone = len(admitted_at) >= len(entries)
+    return {
+        "queue": True, "joins": joins, "admit_per_minute": admit_per_minute, "session_minutes": session_minutes,
+        "join_rps": join["accepted_rps"], "join_p50_ms": join["p50_ms"], "join_p99_ms": join["p99_ms"],
+        "join_statuses": join["statuses"], "join_errors": join["errors"], "join_s": join["elapsed_s"],
+        "join_loadgen_cpu_pct": join["loadgen_cpu_pct"],
+        "poll_requests": sum(polled["statuses"].values()), "poll_rps": poll["accepted_rps"],
+        "poll_p50_ms": poll["p50_ms"], "poll_p99_ms": poll["p99_ms"], "poll_statuses": poll["statuses"],
+        "poll_errors": poll["errors"], "poll_states": polled["states"], "poll_s": poll["elapsed_s"],
+        "poll_loadgen_cpu_pct": poll["loadgen_cpu_pct"],
+        "poll_rps_intended": len(entries) / INTENDED_POLL_INTERVAL_S,
+        "poll_coverage_pct": 100 * poll["accepted_rps"] * INTENDED_POLL_INTERVAL_S / len(entries),
+        "draw_s": window["first"] - opened_at,
+        "catch_up_s": window["caught_up"] - window["first"],
+        "admission_window_s": window_s, "admission_warmup_s": warmup_s,
+        **rate,
+        "admit_per_second": admit_per_minute / 60,
+        "max_admitted_in_a_second_overall": overall["max_admitted_in_a_second"],
+        "queue_ran_dry": last_waiting_gone,
+        **checked,
+    }
+
+
+def queue_ratios(figures: dict) -> dict:
+    def ratio(a, b):
+        return figures[a] / figures[b] if figures.get(a) is not None and figures.get(b) else None
+    return {
+        "ratio_join_vs_bare_json": ratio("join_rps", "bare_json_rps"),
+        "ratio_poll_vs_bare_json": ratio("poll_rps", "bare_json_rps"),
+        "ratio_max_second_vs_rate": ratio("max_admitted_in_a_second", "admit_per_second"),
+    }
+
+
+def served_ms(bench: BenchStack, method: str, endpoint: str, status: int, since: float) -> list[float]:
+    """The API's own durations (its request log, `duration_ms`) of the requests to one endpoint
+    answered with `status` since `since` (epoch seconds): the time inside the app, without the
+    wait for a gunicorn thread that the client's latency includes."""
+    from datetime import datetime
+    durations = []
+    with open(bench.data_dir / "var" / "logs" / "api.log") as log_file:
+        for line in log_file:
+            if not line.startswith("{") or '"boxoffice.http"' not in line:
+                continue
+            record = json.loads(line)
+            if (record.get("method"), record.get("endpoint"), record.get("status")) == (method, endpoint, status) \
+                    and datetime.fromisoformat(record["timestamp"]).timestamp() >= since:
+                durations.append(record["duration_ms"])
+    return durations
+
+
+def queued_rush(bench: BenchStack, show_id: str, customers: int, admit_per_minute: int, poll_interval_s: float,
+                workdir: Path, seated: bool = False) -> dict:
+    """The rush behind the waiting room: every customer joins the show's queue (on sale already),
+    polls every poll_interval_s until admitted, then books once with the Admission-Token. Stops
+    once the show sold out (then nobody more is admitted) or every customer booked. Its figures:
+    the rush's (the booking requests are the admitted customers'), its checks, and the queue's."""
+    tokens = bench.seed_customers(customers)
+    rng = random.Random(bench.options.seed)
+    if seated:
+        items = [[i, body] for i, (_, body) in enumerate(seated_items(show_id, customers, customers, rng))]
+    else:
+        items = [[i, {"show_id": show_id, "qty": rng.randint(1, 4), "payment_method": "tok_ok"}]
+                 for i in range(customers)]
+    log.info("queued rush: %d customers at %d+%d connections, admitted %d a minute",
+             customers, bench.options.concurrency, bench.options.concurrency, admit_per_minute)
+
+    def until_sold_out(process) -> None:
+        with psycopg.connect(bench.db_url, autocommit=True) as connection:
+            while process.poll() is None:
+                if connection.execute("SELECT remaining FROM shows WHERE id = %s", (show_id,)).fetchone()[0] == 0:
+                    time.sleep(2.0)  # the admitted customers' bookings in flight are answered
+                    return
+                time.sleep(0.2)
+
+    plan = {"queue": {"join_path": f"/shows/{show_id}/queue", "poll_interval_s": poll_interval_s},
+            "seed": bench.options.seed}
+    if seated:
+        plan["seat_page"] = {"path": f"/shows/{show_id}/seats", "pollers": 0}
+    result, figures = drive(bench, show_id, tokens, items, workdir, stop_when=until_sold_out, **plan)
+    queue = result["queue"]
+    statuses = result["statuses"]
+    waited = queue["waited_s"]
+    # The bookings sent once every join was answered: behind the queue, without the joins' burst.
+    after_joins = [ms for ms, at in zip(result["latencies_ms"], result["sent_s"])
+                   if ms >= 0 and at >= queue["joins_done_s"]]
+    figures.update(requests=sum(1 for ms in result["latencies_ms"] if ms >= 0), customers=customers,
+                   queued=True, admit_per_minute=admit_per_minute, poll_interval_s=poll_interval_s,
+                   admitted_booking_p99_ms=figures["api_p99_ms"],
+                   joins_s=queue["joins_done_s"], bookings_after_joins=len(after_joins),
+                   booking_p99_after_joins_ms=percentile(after_joins, 99) if after_joins else None,
+                   customers_admitted=len(waited), customers_not_admitted=statuses.get("-3", 0),
+                   joins_refused=statuses.get("-2", 0), join_statuses=queue["join_statuses"],
+                   queue_poll_requests=sum(queue["poll_statuses"].values()), queue_poll_statuses=queue["poll_statuses"],
+                   queue_poll_p99_ms=percentile(queue["poll_latencies_ms"], 99),
+                   waited_p50_s=percentile(waited, 50), waited_max_s=max(waited, default=0.0))
+    served = served_ms(bench, "POST", "/bookings", 202, result["started_at"])
+    figures.update(booking_served_p99_ms=percentile(served, 99) if served else None)
+    if seated:
+        page = result["seat_page"]
+        figures.update(picks_not_sent=statuses.get("0", 0), picks_short=page["picks_short"],
+                       seat_page_requests=len(page["latencies_ms"]), seat_page_statuses=page["statuses"],
+                       seat_page_p99_ms=percentile(page["latencies_ms"], 99))
+    checked = check_show(bench, show_id, result, reserved=seated)
+    rows = checked.pop("bookings", None)
+    figures.update(checked)
+    if seated:
+        figures.update(check_seats(bench, show_id, rows))
+    queued = queue_checks(bench, show_id, queue["admitted_seen"])
+    queued.pop("entries")
+    figures.update(queued)
+    with psycopg.connect(bench.db_url) as connection:
+        figures["bookings_without_admission"] = connection.execute(
+            "SELECT count(*) FROM bookings WHERE show_id = %s AND admission_id IS NULL", (show_id,)).fetchone()[0]
+        figures["admissions_booked_twice"] = connection.execute(
+            "SELECT count(*) FROM (SELECT admission_id FROM bookings WHERE show_id = %s "
+            "AND status NOT IN ('REJECTED', 'PAYMENT_FAILED', 'EXPIRED') GROUP BY admission_id "
+            "HAVING count(*) > 1) AS twice", (show_id,)).fetchone()[0]
+    return figures

@@ -17,11 +17,18 @@ the seat page with If-None-Match from that customer's last copy, then books n se
 do; so picks collide as real ones do. `seat_page.pollers` more connections poll the page (each with
 its own last ETag, as an open page refreshing) while the bookings run. Every page answer is
 recorded apart from the bookings' figures.
+
+The waiting room (SPEC §9) adds two plans. `poll` (bench queue): GET /queue/{id} round-robin over
+the given entries as fast as the connections go, until the harness's stop file appears. `queue`
+(rush --queue): every item is one customer, who joins, polls until admitted and books once with
+the Admission-Token; joins and polls use connections of their own, apart from the bookings'.
+A plan's `id_statuses` names the answers whose body's id is kept (default 202; joins: 200, 201).
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import resource
 import sys
@@ -105,6 +112,10 @@ def _available_rows(seats: list[dict]) -> list[list[str]]:
 
 
 async def _run(plan: dict) -> dict:
+    if plan.get("poll"):
+        return await _poll(plan)
+    if plan.get("queue"):
+        return await _queue_rush(plan)
     url = plan["base_url"].rstrip("/") + plan["path"]
     method = plan.get("method", "POST")
     tokens = plan.get("tokens") or []
@@ -119,6 +130,7 @@ async def _run(plan: dict) -> dict:
     ids: list[str | None] = [None] * len(items)
     errors: Counter = Counter()
     headers = [{"Authorization": f"Bearer {t}"} for t in tokens]
+    id_statuses = set(plan.get("id_statuses", [202]))  # the answers whose body's id is kept
     next_index = 0
     bookings_done = False
 
@@ -152,7 +164,7 @@ async def _run(plan: dict) -> dict:
                                                headers=headers[token_index] if token_index >= 0 else None) as response:
                         answer = await response.read()
                         statuses[index] = response.status
-                        if response.status == 202:
+                        if response.status in id_statuses:
                             ids[index] = json.loads(answer).get("id")
                 except (aiohttp.ClientError, asyncio.TimeoutError) as error:
                     errors[type(error).__name__] += 1
@@ -188,6 +200,198 @@ async def _run(plan: dict) -> dict:
         "ids": ids,
         "statuses": dict(Counter(str(s) for s in statuses)),
         "errors": dict(errors),
+    }
+    if pages:
+        result["seat_page"] = {"latencies_ms": pages.latencies, "answered_s": pages.answered,
+                               "statuses": dict(pages.statuses), "picks_short": pages.picks_short,
+                               "versions_parsed": len(pages.rows_of)}
+    return result
+
+
+class _Stop:
+    """The harness's signal to stop: its stop file appears (or max_s passes)."""
+
+    def __init__(self, path: str | None, max_s: float | None):
+        self.path, self.max_s, self.set = path, max_s, False
+
+    async def watch(self, started: float) -> None:
+        while not self.set:
+            if (self.path and os.path.exists(self.path)) or (self.max_s and time.perf_counter() - started >= self.max_s):
+                self.set = True
+                return
+            await asyncio.sleep(0.1)
+
+
+async def _poll(plan: dict) -> dict:
+    """The waiting customers' status polls (`poll`: entries [token index, entry id], stop_file,
+    max_s): GET /queue/{id} round-robin over the entries, as fast as `concurrency` connections
+    go, until stopped. Records every latency and status, the states answered, and the distinct
+    admitted_until each entry showed while ADMITTED (a second one would be a second admission)."""
+    base = plan["base_url"].rstrip("/")
+    poll = plan["poll"]
+    entries = poll["entries"]
+    headers = [{"Authorization": f"Bearer {t}"} for t in plan["tokens"]]
+    concurrency = int(plan["concurrency"])
+    latencies: list[float] = []
+    statuses: Counter = Counter()
+    states: Counter = Counter()
+    errors: Counter = Counter()
+    admitted_seen: dict[str, set] = {}
+    stop = _Stop(poll.get("stop_file"), poll.get("max_s"))
+    turn = 0
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    timeout = aiohttp.ClientTimeout(total=plan.get("timeout_s", 60))
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async def one_connection():
+            nonlocal turn
+            while not stop.set:
+                token_index, entry_id = entries[turn % len(entries)]
+                turn += 1
+                began = time.perf_counter()
+                try:
+                    async with session.get(f"{base}/queue/{entry_id}", headers=headers[token_index]) as response:
+                        body = await response.read()
+                        status = response.status
+                except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                    errors[type(error).__name__] += 1
+                    status, body = -1, b""
+                latencies.append((time.perf_counter() - began) * 1000)
+                statuses[str(status)] += 1
+                if status == 200:
+                    answer = json.loads(body)
+                    states[answer["state"]] += 1
+                    if answer["state"] == "ADMITTED":
+                        admitted_seen.setdefault(entry_id, set()).add(answer["admitted_until"])
+
+        started_wall = time.time()
+        started = time.perf_counter()
+        await asyncio.gather(stop.watch(started), *(one_connection() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {"started_at": started_wall, "finished_at": started_wall + elapsed, "elapsed_s": elapsed,
+            "latencies_ms": latencies, "statuses": dict(statuses), "states": dict(states), "errors": dict(errors),
+            "admitted_seen": {entry_id: sorted(seen) for entry_id, seen in admitted_seen.items()}}
+
+
+NOT_JOINED = -2  # the status of a booking not sent: its customer's join was refused
+NOT_ADMITTED = -3  # ... its customer was still waiting when the run stopped
+
+
+async def _queue_rush(plan: dict) -> dict:
+    """The rush behind a waiting room (`queue`: join_path, poll_interval_s, stop_file, max_s):
+    every item is one customer, who joins, polls GET /queue/{id} every poll_interval_s (the first
+    poll at a random point of the first interval) until ADMITTED, then sends its booking with the
+    Admission-Token, once. Joins and polls go over `concurrency` connections of their own, the
+    bookings over `concurrency` others, so a booking's latency is the API's, not a wait for a
+    connection the polls hold. The per-item figures are the bookings' (as in a rush); an item
+    whose customer was not admitted has NOT_JOINED or NOT_ADMITTED and latency -1."""
+    base = plan["base_url"].rstrip("/")
+    queue = plan["queue"]
+    items = plan["items"]
+    tokens = plan["tokens"]
+    concurrency = int(plan["concurrency"])
+    interval = float(queue.get("poll_interval_s", 5.0))
+    rng = random.Random(plan.get("seed", 0))
+    n = len(items)
+    latencies, statuses, sent, answered = [0.0] * n, [0] * n, [0.0] * n, [0.0] * n
+    ids: list[str | None] = [None] * n
+    waited: list[float] = []
+    errors: Counter = Counter()
+    join_statuses: Counter = Counter()
+    poll_statuses: Counter = Counter()
+    poll_latencies: list[float] = []
+    admitted_seen: dict[str, set] = {}
+    joins_answered: list[float] = []
+    stop = _Stop(queue.get("stop_file"), queue.get("max_s"))
+    timeout = aiohttp.ClientTimeout(total=plan.get("timeout_s", 60))
+    seat_page = plan.get("seat_page")
+
+    def connector():
+        return aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+
+    async with aiohttp.ClientSession(connector=connector(), timeout=timeout) as waiting, \
+            aiohttp.ClientSession(connector=connector(), timeout=timeout) as booking:
+        pages = SeatPages(booking, base + seat_page["path"], plan.get("seed", 0)) if seat_page else None
+
+        async def call(method, url, headers, latencies_of=None):
+            began = time.perf_counter()
+            try:
+                async with waiting.request(method, url, headers=headers) as response:
+                    body = await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                errors[f"queue {type(error).__name__}"] += 1
+                return -1, None
+            if latencies_of is not None:
+                latencies_of.append((time.perf_counter() - began) * 1000)
+            return status, json.loads(body) if 200 <= status < 300 else None
+
+        async def customer(index: int, first_wait: float):
+            token_index, body = items[index]
+            auth = {"Authorization": f"Bearer {tokens[token_index]}"}
+            status, entry = await call("POST", base + queue["join_path"], auth)
+            join_statuses[str(status)] += 1
+            joins_answered.append(time.perf_counter() - started)
+            if entry is None:
+                statuses[index], latencies[index] = NOT_JOINED, -1.0
+                return
+            joined = time.perf_counter()
+            wait = first_wait
+            while entry["state"] != "ADMITTED" and entry["state"] in ("WAITING",) and not stop.set:
+                await asyncio.sleep(wait)
+                wait = interval
+                if stop.set:
+                    break
+                status, answer = await call("GET", f"{base}/queue/{entry['id']}", auth, poll_latencies)
+                poll_statuses[str(status)] += 1
+                if answer is not None:
+                    entry = answer
+            if entry["state"] != "ADMITTED":
+                statuses[index], latencies[index] = NOT_ADMITTED, -1.0
+                return
+            waited.append(time.perf_counter() - joined)
+            admitted_seen.setdefault(entry["id"], set()).add(entry["admitted_until"])
+            if "pick" in body:  # look at the page, then pick from it (as in the seated rush)
+                body = dict(body)
+                try:
+                    rows = await pages.fetch(token_index, started)
+                except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                    errors[f"page {type(error).__name__}"] += 1
+                    rows = None
+                body["seats"] = pages.choose(rows or [], body.pop("pick"))
+                if not body["seats"]:
+                    statuses[index], latencies[index] = SKIPPED, -1.0
+                    return
+            headers = {**auth, "Admission-Token": entry["admission_token"]}
+            began = time.perf_counter()
+            try:
+                async with booking.post(base + "/bookings", json=body, headers=headers) as response:
+                    answer = await response.read()
+                    statuses[index] = response.status
+                    if response.status == 202:
+                        ids[index] = json.loads(answer).get("id")
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                errors[type(error).__name__] += 1
+                statuses[index] = -1
+            ended = time.perf_counter()
+            latencies[index] = (ended - began) * 1000
+            sent[index], answered[index] = began - started, ended - started
+
+        async def customers():
+            await asyncio.gather(*(customer(i, rng.uniform(0, interval)) for i in range(n)))
+            stop.set = True
+
+        started_wall = time.time()
+        started = time.perf_counter()
+        await asyncio.gather(stop.watch(started), customers())
+        elapsed = time.perf_counter() - started
+    result = {
+        "started_at": started_wall, "finished_at": started_wall + elapsed, "elapsed_s": elapsed,
+        "latencies_ms": latencies, "sent_s": sent, "answered_s": answered, "ids": ids,
+        "statuses": dict(Counter(str(s) for s in statuses)), "errors": dict(errors),
+        "queue": {"join_statuses": dict(join_statuses), "poll_statuses": dict(poll_statuses),
+                  "joins_done_s": max(joins_answered, default=0.0),
+                  "poll_latencies_ms": poll_latencies, "waited_s": waited,
+                  "admitted_seen": {entry_id: sorted(seen) for entry_id, seen in admitted_seen.items()}},
     }
     if pages:
         result["seat_page"] = {"latencies_ms": pages.latencies, "answered_s": pages.answered,

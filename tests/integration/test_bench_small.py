@@ -112,6 +112,66 @@ def test_a_tiny_door_run_reports_every_figure_and_admits_each_ticket_once(tmp_pa
     assert figures["batch_scans"] == 200
 
 
+QUEUE_KEYS = ("cores", "joins", "join_rps", "join_p99_ms", "poll_rps", "poll_p99_ms", "poll_rps_intended",
+              "poll_coverage_pct", "draw_s", "catch_up_s", "admit_per_minute", "admitted_in_window", "expected_in_window",
+              "admission_rate_error_pct", "max_admitted_in_a_second", "max_admitted_in_a_second_overall",
+              "admit_per_second", "admitted_total", "admitted_twice", "out_of_order", "bare_json_rps",
+              "ratio_join_vs_bare_json", "ratio_poll_vs_bare_json", "ratio_max_second_vs_rate")
+
+
+@pytest.mark.server_independent  # as above: embedded servers of its own
+def test_a_tiny_queue_run_reports_every_figure_and_admits_nobody_twice_or_out_of_order(tmp_path):
+    out = tmp_path / "queue.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    with occupied_ports(*WORKER_METRICS_PORTS.values()):
+        completed = subprocess.run(
+            [sys.executable, "-m", "bench", "queue", "--joins", "300", "--admit-per-minute", "600",
+             "--admission-window", "15", "--admission-warmup", "2", "--baseline-requests", "200", "--no-flower",
+             "--out", str(out)],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=420)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    missing = [key for key in QUEUE_KEYS if figures.get(key) is None]
+    assert not missing, missing
+    assert figures["join_statuses"] == {"201": 300}, figures["join_errors"]
+    assert figures["admitted_twice"] == 0 and figures["out_of_order"] == 0
+    # The window saw admissions (15 s at 10 a second) and the queue did not run dry under it.
+    assert figures["admitted_in_window"] > 0 and not figures["queue_ran_dry"]
+    assert figures["admitted_recorded"] == figures["admitted_total"] < 300
+    # The polls saw customers waiting and admitted, and every poll was answered.
+    assert figures["poll_states"].get("WAITING", 0) > 0 and figures["poll_states"].get("ADMITTED", 0) > 0
+    assert set(figures["poll_statuses"]) == {"200"}, figures["poll_statuses"]
+
+
+QUEUED_RUSH_KEYS = ("accepted_rps", "api_p99_ms", "admitted_booking_p99_ms", "customers_admitted", "oversold",
+                    "fairness_violations", "ledger_mismatches", "admitted_twice", "out_of_order",
+                    "bookings_without_admission", "admissions_booked_twice", "waited_p50_s", "queue_poll_p99_ms")
+
+
+@pytest.mark.server_independent  # as above: embedded servers of its own
+def test_a_tiny_rush_behind_the_waiting_room_books_only_with_admissions(tmp_path):
+    out = tmp_path / "queued-rush.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    with occupied_ports(*WORKER_METRICS_PORTS.values()):
+        completed = subprocess.run(
+            [sys.executable, "-m", "bench", "rush", "--queue", "--customers", "200", "--seats", "150",
+             "--admit-per-minute", "1200", "--poll-interval", "1", "--no-baselines", "--no-flower",
+             "--settle-timeout", "240", "--out", str(out)],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=420)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    missing = [key for key in QUEUED_RUSH_KEYS if figures.get(key) is None]
+    assert not missing, missing
+    # 200 customers of 1-4 seats ask for more than 150 seats: the show sold out with some still waiting.
+    assert figures["customers_admitted"] + figures["customers_not_admitted"] == 200
+    assert figures["customers_not_admitted"] > 0 and figures["joins_refused"] == 0
+    assert figures["accepted"] == figures["customers_admitted"], figures["statuses"]
+    assert figures["oversold"] == figures["fairness_violations"] == figures["ledger_mismatches"] == 0
+    assert figures["admitted_twice"] == figures["out_of_order"] == 0
+    assert figures["bookings_without_admission"] == figures["admissions_booked_twice"] == 0
+    assert figures["seats_sold"] == 150 and figures["seat_counter_consistent"]
+
+
 def test_the_fast_realtime_fairness_count_agrees_with_the_definition():
     rng = random.Random(4)
     for _ in range(300):

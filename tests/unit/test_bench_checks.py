@@ -83,3 +83,83 @@ def test_best_available_fairness_is_judged_per_category_and_only_for_want_of_a_b
     assert checks.fairness_violations_best_available([over_limit, row("R", 2, "PAID", 1.0)]) == 0
     pick = {**row(None, 2, "REJECTED", 0.0, "seat_taken")}
     assert checks.fairness_violations_best_available([pick, row("R", 2, "PAID", 1.0)]) == 0
+
+
+# -- the waiting room's checks (SPEC §9) ---------------------------------------------------------
+
+def entry(id_, place, seq=None, at=None, left=None, until=None):
+    return {"id": id_, "place": place, "admission_seq": seq, "admitted_at": at, "left_at": left,
+            "admitted_until": until if until is not None else (at + 600 if at is not None else None)}
+
+
+def test_admissions_in_queue_order_are_not_out_of_order():
+    entries = [entry("a", 1, 1, 10.0), entry("b", 2, 2, 10.0), entry("c", 3, 3, 10.2), entry("d", 4), entry("e", 5)]
+    assert checks.out_of_order(entries) == checks.out_of_order_reference(entries) == 0
+
+
+def test_an_entry_admitted_past_one_still_waiting_ahead_is_out_of_order():
+    skipped = [entry("a", 1, 1, 10.0), entry("b", 2), entry("c", 3, 2, 10.2), entry("d", 4, 3, 10.4)]
+    # b waits ahead of c and d, both admitted: two admitted out of order.
+    assert checks.out_of_order(skipped) == checks.out_of_order_reference(skipped) == 2
+    swapped = [entry("a", 1, 2, 10.0), entry("b", 2, 1, 10.0)]  # one tick, b numbered first
+    assert checks.out_of_order(swapped) == checks.out_of_order_reference(swapped) == 1
+
+
+def test_an_entry_that_left_blocks_only_the_admissions_before_it_left():
+    entries = [entry("a", 1, left=10.3), entry("b", 2, 1, 10.2), entry("c", 3, 2, 10.4)]
+    # b was admitted while a still waited ahead of it; c after a had left.
+    assert checks.out_of_order(entries) == checks.out_of_order_reference(entries) == 1
+    gone = [entry("a", 1, left=10.0), entry("b", 2, 1, 10.2)]
+    assert checks.out_of_order(gone) == checks.out_of_order_reference(gone) == 0
+    # One that was admitted and left afterwards blocked nobody behind it.
+    admitted_then_left = [entry("a", 1, 1, 10.0, left=10.1), entry("b", 2, 2, 10.2)]
+    assert checks.out_of_order(admitted_then_left) == 0
+
+
+def test_early_joiners_not_drawn_yet_have_no_place_and_are_left_out():
+    entries = [entry("a", None), entry("b", 1, 1, 10.0)]
+    assert checks.out_of_order(entries) == checks.out_of_order_reference(entries) == 0
+
+
+def test_the_fast_out_of_order_count_agrees_with_the_definition():
+    import random
+    rng = random.Random(9)
+    for _ in range(300):
+        n = rng.randint(0, 30)
+        order = list(range(1, n + 1))
+        rng.shuffle(order)  # the admissions go in queue order, mostly: some swaps, some skipped
+        admitted = sorted(order[:rng.randint(0, n)])
+        for _ in range(rng.randint(0, 3)):
+            if len(admitted) > 1:
+                i, j = rng.sample(range(len(admitted)), 2)
+                admitted[i], admitted[j] = admitted[j], admitted[i]
+        seq_of = {place: seq for seq, place in enumerate(admitted, start=1)}
+        entries = []
+        for place in range(1, n + 1):
+            seq = seq_of.get(place)
+            at = 10 + (seq // 3) * 0.2 if seq else None  # three a tick: ties in admitted_at
+            left = rng.choice([None, None, 10 + rng.randint(0, 12) * 0.1]) if seq is None else None
+            entries.append(entry(str(place), place, seq, at, left))
+        assert checks.out_of_order(entries) == checks.out_of_order_reference(entries), entries
+
+
+def test_admitted_twice_counts_a_shared_seq_a_second_turn_and_admissions_beyond_the_slots():
+    entries = [entry("a", 1, 1, 10.0), entry("b", 2, 2, 10.2), entry("c", 3)]
+    polled = {"a": [610.0, 610.0004], "b": [610.2]}  # the API's copy rounds a little otherwise
+    assert checks.admitted_twice(entries, polled, slots_due=2) == 0
+    assert checks.admitted_twice([*entries[:2], entry("c", 3, 2, 10.2)], polled, slots_due=3) == 1
+    assert checks.admitted_twice(entries, {**polled, "a": [610.0, 612.0]}) == 1  # two turns seen
+    assert checks.admitted_twice(entries, {**polled, "b": [700.0]}) == 1  # a turn PostgreSQL does not hold
+    assert checks.admitted_twice(entries, {"c": [620.0]}) == 1  # polled ADMITTED, never admitted
+    assert checks.admitted_twice(entries, polled, slots_due=1) == 1  # one more than the schedule gave
+
+
+def test_the_admission_rate_is_counted_in_the_window_and_its_busiest_second():
+    # 10 a second (600 a minute), two a tick every 0.2 s, from t = 100 for 20 s; a burst of 5 at 105.5.
+    times = [100 + tick * 0.2 for tick in range(100) for _ in range(2)] + [105.5] * 5
+    rate = checks.admission_rate(times, 600, start=102, window_s=15)
+    assert rate["admitted_in_window"] == 155 and rate["expected_in_window"] == 150
+    assert abs(rate["admission_rate_error_pct"] - 100 * 5 / 150) < 1e-9
+    assert rate["max_admitted_in_a_second"] == 15  # the second [105, 106)
+    steady = checks.admission_rate(times, 600, start=107, window_s=10)
+    assert steady["admission_rate_error_pct"] == 0 and steady["max_admitted_in_a_second"] == 10

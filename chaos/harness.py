@@ -11,15 +11,17 @@ and the whole stack on top with `stack.supervisor.Stack`, exactly as the run com
    Another share goes through the waiting room of a queued show (SPEC §9): each such customer
    joins, polls until admitted, and books with their Admission-Token. A share of the paid
    general bookings get their ticket issued and scanned at the door (SPEC §10): two gates at
-   once, or a gate racing the customer's cancel;
+   once, or a gate racing the customer's cancel. Some general shows have a cancellation policy
+   (SPEC §11), one of 10% and one of 100% at the run's distance from the show, so cancels of
+   paid bookings keep a fee and a 100% one gives nothing back;
 2. meanwhile, faults on a schedule: worker processes and pool children SIGKILLed mid-task, Redis
    restarted empty, PostgreSQL restarted, the gateway driven through errors, timeouts and an outage;
 3. the faults stop; the harness waits until the system is quiet (every booking final with no
    charge or refund under way, the my page converged) or the quiet timeout passes;
 4. it checks SPEC §4 and §8 against the database and the gateway's own ledger
    (models/consistency.py), and the seat page of each reserved show against the seats of its
-   live bookings, from the API, and that no answered queue join was lost nor any entry admitted
-   twice; it prints a summary, and as its last line one JSON object. Exit
+   live bookings, from the API, that no answered queue join was lost nor any entry admitted
+   twice, and that every cancelled booking's fee is its show's (or 0, cancelled unpaid); it prints a summary, and as its last line one JSON object. Exit
    status 0 only if all counts are 0 (every count the report has, whatever it adds later).
 
 Everything talks to 127.0.0.1 only; the whole run is bounded by --time-limit and stops by itself.
@@ -59,6 +61,12 @@ QUEUE_PATIENCE_S = 300.0
 # Who picks goes for the best seats left (the page lists seats in quality order): picks collide
 # with each other and with best available, as on a real on-sale, not only when a hall is full.
 PICK_AMONG_BEST = 12
+# SPEC §11: general show i gets FEE_POLICIES[i % 3]; the shows start in 30 days, so the first
+# rule of each matches: no fee, 10%, 100% (nothing given back).
+FEE_POLICIES = (None,
+                [{"hours_before": 168, "fee_percent": 10}, {"hours_before": 0, "fee_percent": 30}],
+                [{"hours_before": 0, "fee_percent": 100}])
+FEE_PERCENT_NOW = (0, 10, 100)
 
 
 def chaos_hall() -> dict:
@@ -252,12 +260,14 @@ class Chaos:
         capacity = max(1, int(seats_asked / self.args.oversubscribe / self.args.shows))
         starts_at = (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()
         self.shows = []
+        self.fee_percent = {}  # general show id -> the fee_percent a cancel asked now costs
         for i in range(self.args.shows):
             response = self.api.call("POST", "/shows", headers=self.admin, json_body={
                 "title": f"Chaos {i}", "venue": "Loopback Hall", "starts_at": starts_at,
-                "price": 1000 + i, "capacity": capacity})
+                "price": 1000 + i, "capacity": capacity, "cancellation_policy": FEE_POLICIES[i % 3]})
             assert response.status_code == 201, response.text
             self.shows.append(response.json()["id"])
+            self.fee_percent[self.shows[-1]] = FEE_PERCENT_NOW[i % 3]
         self.prepare_reserved(starts_at)
         response = self.api.call("POST", "/shows", headers=self.admin, json_body={
             "title": "Chaos queued", "venue": "Loopback Hall", "starts_at": starts_at, "price": 1500,
@@ -562,6 +572,26 @@ class Chaos:
             finally:
                 db.session.remove()
 
+    def fee_problems(self) -> tuple[list[str], int]:
+        """Cancelled bookings of the general shows whose fee is neither their show's percentage of
+        the amount (a paid booking cancelled) nor 0 (cancelled before the capture); and how many
+        cancels kept a fee."""
+        from sqlalchemy import select
+
+        from models import db
+        from models.bookings import Booking, BookingStatus
+
+        with self.app.app_context():
+            try:
+                rows = db.session.execute(
+                    select(Booking.id, Booking.show_id, Booking.amount, Booking.cancellation_fee)
+                    .where(Booking.status == BookingStatus.CANCELLED, Booking.show_id.in_(self.shows))).all()
+            finally:
+                db.session.remove()
+        wrong = [f"{booking_id}: fee {fee} of {amount}" for booking_id, show_id, amount, fee in rows
+                 if fee not in (0, amount * self.fee_percent[show_id] // 100)]
+        return wrong, sum(1 for *_, fee in rows if fee > 0)
+
     def wait_quiet(self, deadline):
         """Until every booking is settled (final, no charge or refund under way) and the my page
         converged, two checks in a row."""
@@ -641,6 +671,7 @@ class Chaos:
         counts = report.counts()
         self.seat_problems = self.seat_page_problems()
         queue = self.queue_problems()
+        self.wrong_fees, cancelled_with_fee = self.fee_problems()
         result = {
             "bookings": len(self.accepted),
             "final_states": counts["final_states"],
@@ -658,6 +689,8 @@ class Chaos:
             "door_scanned": self.door["scanned"],
             "door_admitted_twice": self.door["door_admitted_twice"],
             "door_admitted_and_cancelled": self.door["door_admitted_and_cancelled"],
+            "cancelled_with_fee": cancelled_with_fee,
+            "fee_mismatches": len(self.wrong_fees),
             "workload_errors": len(self.errors),
             "not_accepted": self.args.bookings - len(self.accepted) if not work.is_alive() else None,
             "seconds": round(time.monotonic() - self.started),
@@ -688,6 +721,9 @@ class Chaos:
               f"turns changed {result['queue_turns_changed']}")
         print(f"seat page mismatches: {result['seat_page_mismatches']}")
         print(f"at the door: {dict(self.door)}")
+        print(f"cancels that kept a fee: {result['cancelled_with_fee']}; fee mismatches: {result['fee_mismatches']}")
+        for problem in self.wrong_fees[:10]:
+            print(f"  fee: {problem}")
         for problem in self.seat_problems[:10]:
             print(f"  seat page: {problem}")
         print(f"workload + faults took {workload_s:.0f}s, whole run {result['seconds']}s")
@@ -792,7 +828,7 @@ ZERO_KEYS = ("lost", "stuck", "oversold", "double_charges", "missing_refunds", "
 # the consistency report gains (seat_double_held, limit_exceeded, ...) is in the verdict the
 # moment it is in the report, with no list here to forget to update.
 NOT_COUNTS = frozenset({"bookings", "faults", "seconds", "cancelled_while_gateway_slow", "reserved_bookings",
-                        "queued_bookings", "door_scanned"})
+                        "queued_bookings", "door_scanned", "cancelled_with_fee"})
 
 
 def report_counts(counts: dict) -> dict:

@@ -43,6 +43,8 @@ class Booking(MovesByLifecycle, db.Model):
     __table_args__ = (
         CheckConstraint(f"qty BETWEEN 1 AND {MAX_QTY}", name="qty_in_range"),
         CheckConstraint("amount >= 0", name="amount_not_negative"),
+        CheckConstraint("cancellation_fee >= 0", name="fee_not_negative"),
+        CheckConstraint("refunded_amount >= 0", name="refunded_not_negative"),
         CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in BookingStatus) + ")", name="status_known"),
         # Only these states may hold seats; the consistency check sums qty over seats_held.
         CheckConstraint("NOT seats_held OR status IN ('CONFIRMED', 'PAID', 'CANCELLING')", name="holds_only_when_live"),
@@ -67,6 +69,10 @@ class Booking(MovesByLifecycle, db.Model):
     qty: Mapped[int] = mapped_column(Integer)
     amount: Mapped[int] = mapped_column(BigInteger)
     payment_method: Mapped[str] = mapped_column(String(64))
+    # SPEC §11: what cancelling cost (kept from the capture), decided when the cancel was asked
+    # for; and what the refund gave back. Both 0 until something is cancelled.
+    cancellation_fee: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(16), default=BookingStatus.PENDING)
     seats_held: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str | None] = mapped_column(String(200))
@@ -90,6 +96,12 @@ class Booking(MovesByLifecycle, db.Model):
     show: Mapped[Show] = relationship(lazy="joined", innerjoin=True)
     payment: Mapped["Payment"] = relationship(back_populates="booking", uselist=False, lazy="joined", innerjoin=True)  # noqa: F821
     ticket: Mapped["Ticket"] = relationship(back_populates="booking", uselist=False, lazy="joined", innerjoin=True)  # noqa: F821
+
+    def __init__(self, **fields):
+        super().__init__(**fields)
+        # Known before the first flush (a booking just made, or a plain object in the unit tests).
+        self.cancellation_fee = self.cancellation_fee or 0
+        self.refunded_amount = self.refunded_amount or 0
 
     @property
     def payment_status(self) -> str:
@@ -154,7 +166,8 @@ class Booking(MovesByLifecycle, db.Model):
         """Accept a customer's cancel. Returns whether downstream work (refund, release) is needed.
 
         Repeating a cancel is harmless; a booking that never got seats cannot be cancelled, and
-        nothing can be cancelled once the show has started.
+        nothing can be cancelled once the show has started. A PAID booking's cancellation fee is
+        fixed here, at the time of the request, in the same transaction as its move.
         """
         if self.status in (BookingStatus.CANCELLING, BookingStatus.CANCELLED):
             return False
@@ -166,6 +179,10 @@ class Booking(MovesByLifecycle, db.Model):
             self._move("withdraw")
             self.reason = "cancelled by the customer"
             return False
+        if self.status == BookingStatus.PAID:
+            # Money was captured: the show's policy in force now decides what the cancel costs
+            # (SPEC §11). Unpaid, nothing was taken, so nothing is kept.
+            self.cancellation_fee = self.show.cancellation_fee(self.amount, now)
         self._move("start_cancel")
         self.hold_deadline = None
         return True

@@ -6,8 +6,10 @@ harness. Every check is a read: running it never changes anything.
 - shows: per show, capacity, remaining, the seats held by bookings (sum of qty where
   seats_held), and whether remaining = capacity - held >= 0 (no oversell).
 - money: per booking in a final state, the gateway's captured minus refunded must equal the
-  amount when PAID and 0 otherwise; more than the amount is a double charge, money left on a
-  booking that is not PAID is a missing refund.
+  amount plus the cancellation fee when PAID, the cancellation fee when CANCELLED and 0 otherwise
+  (SPEC §11); more than that is a double charge (PAID) or a missing refund; a fee out of range
+  (negative, above the amount, or on a booking that was not cancelled) is a mismatch too, and so
+  is a settled cancel whose refunded_amount is not its amount less its fee.
 - tickets: no ISSUED ticket on a booking whose payment is not PAID.
 - my page: every booking's read-model entry equals the source of truth (its show's title, venue
   and start time included).
@@ -174,10 +176,23 @@ def door_report() -> dict[str, list]:
             "checked_in_unsigned": [booking_id for booking_id, _, _, unsigned in rows if unsigned]}
 
 
-def expected_balance(status: str, amount: int) -> int:
-    """What the gateway should hold for a booking in a final state (SPEC §4.3): its amount when
-    PAID, 0 otherwise; so 0 in every state for a free booking (amount 0, never sent to the gateway)."""
-    return amount if status == BookingStatus.PAID else 0
+def expected_balance(status: str, amount: int, cancellation_fee: int = 0) -> int:
+    """What the gateway should hold for a booking in a final state (SPEC §4.3 as amended by §11):
+    its amount plus its cancellation fee when PAID, its cancellation fee when CANCELLED, 0
+    otherwise; so 0 in every state for a free booking (amount 0, never sent to the gateway)."""
+    if status == BookingStatus.PAID:
+        return amount + cancellation_fee
+    if status == BookingStatus.CANCELLED:
+        return cancellation_fee
+    return 0
+
+
+def fee_agrees(status: str, amount: int, cancellation_fee: int) -> bool:
+    """A cancellation fee is within the booking's amount, and only a cancel (or, once partial
+    cancels exist, a PAID booking) carries one."""
+    if not 0 <= cancellation_fee <= amount:
+        return False
+    return cancellation_fee == 0 or status in (BookingStatus.CANCELLED, BookingStatus.PAID)
 
 
 def booking_money_report(ledger: dict, *, only_problems: bool = False) -> list[dict]:
@@ -186,19 +201,24 @@ def booking_money_report(ledger: dict, *, only_problems: bool = False) -> list[d
     `ledger` is the gateway's whole ledger (GatewayClient.ledger()['by_reference']).
     """
     rows = db.session.execute(
-        select(Booking.id, Booking.status, Booking.amount, Payment.status)
+        select(Booking.id, Booking.status, Booking.amount, Booking.cancellation_fee, Booking.refunded_amount,
+               Payment.status)
         .join(Payment, Payment.booking_id == Booking.id)
         .where(Booking.status.in_(list(FINAL_STATUSES))).order_by(Booking.seq)
     ).all()
     report = []
-    for booking_id, status, amount, payment_status in rows:
+    for booking_id, status, amount, fee, refunded_amount, payment_status in rows:
         entry = ledger.get(booking_id) or {"captured": 0, "refunded": 0}
-        balance = int(entry["captured"] or 0) - int(entry["refunded"] or 0)
-        expected = expected_balance(status, amount)
+        captured, refunded = int(entry["captured"] or 0), int(entry["refunded"] or 0)
+        expected = expected_balance(status, amount, fee)
+        # A settled cancel of captured money shows what it gave back: the amount less the fee
+        # (SPEC §11). (The gateway's own refunds may be more: a stray extra capture, given back too.)
+        refund_shown = (status != BookingStatus.CANCELLED or payment_status != PaymentStatus.REFUNDED
+                        or refunded_amount == amount - fee)
         row = {"booking_id": booking_id, "status": status, "payment_status": payment_status,
-               "amount": amount, "captured": int(entry["captured"] or 0),
-               "refunded": int(entry["refunded"] or 0), "expected": expected,
-               "agrees": balance == expected}
+               "amount": amount, "cancellation_fee": fee, "refunded_amount": refunded_amount,
+               "captured": captured, "refunded": refunded, "expected": expected,
+               "agrees": captured - refunded == expected and fee_agrees(status, amount, fee) and refund_shown}
         if not only_problems or not row["agrees"]:
             report.append(row)
     return report
@@ -226,6 +246,9 @@ def mypage_mismatches() -> list[str]:
             | (MyPageEntry.payment_status != Payment.status)
             | (MyPageEntry.ticket_status != Ticket.status)
             | (MyPageEntry.qty != Booking.qty)
+            | (MyPageEntry.amount != Booking.amount)
+            | (MyPageEntry.cancellation_fee != Booking.cancellation_fee)
+            | (MyPageEntry.refunded_amount != Booking.refunded_amount)
             | show_fields_differ()
         )
     )
@@ -283,7 +306,7 @@ class Report:
     @property
     def missing_refunds(self) -> int:
         return sum(1 for row in self.money_problems if row["status"] != BookingStatus.PAID
-                   and row["captured"] - row["refunded"] > 0)
+                   and row["captured"] - row["refunded"] > row["expected"])
 
     @property
     def money_mismatches(self) -> int:
@@ -336,6 +359,7 @@ def check(gateway, accepted_ids=()) -> Report:
         if reference not in known and int(entry["captured"] or 0) - int(entry["refunded"] or 0) != 0:
             report.money_problems.append({
                 "booking_id": reference, "status": "UNKNOWN", "payment_status": None, "amount": 0,
+                "cancellation_fee": 0, "refunded_amount": 0,
                 "captured": int(entry["captured"] or 0), "refunded": int(entry["refunded"] or 0),
                 "expected": 0, "agrees": False})
     return report

@@ -28,6 +28,8 @@ class MyPageEntry(db.Model):
     starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     qty: Mapped[int] = mapped_column(Integer)
     amount: Mapped[int] = mapped_column(BigInteger)
+    cancellation_fee: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(16))
     payment_status: Mapped[str] = mapped_column(String(16))
     ticket_status: Mapped[str] = mapped_column(String(16))
@@ -43,7 +45,8 @@ class MyPageEntry(db.Model):
 # refresh_show locks them in, so the two never deadlock.
 _PROJECT_IDS = text("""
     WITH source AS (
-        SELECT b.id, b.customer_id, b.show_id, s.title, s.venue, s.starts_at, b.qty, b.amount, b.status,
+        SELECT b.id, b.customer_id, b.show_id, s.title, s.venue, s.starts_at, b.qty, b.amount,
+               b.cancellation_fee, b.refunded_amount, b.status,
                p.status AS payment_status, t.status AS ticket_status, b.created_at, b.updated_at, b.version
         FROM bookings AS b
         JOIN shows AS s ON s.id = b.show_id
@@ -52,12 +55,13 @@ _PROJECT_IDS = text("""
         WHERE b.id = ANY(CAST(:ids AS varchar[]))
     ), written AS (
         INSERT INTO mypage_entries (booking_id, customer_id, show_id, show_title, venue, starts_at, qty,
-                                    amount, status, payment_status, ticket_status, created_at, updated_at,
-                                    version)
+                                    amount, cancellation_fee, refunded_amount, status, payment_status,
+                                    ticket_status, created_at, updated_at, version)
         SELECT * FROM source ORDER BY id
         ON CONFLICT (booking_id) DO UPDATE
         SET show_title = excluded.show_title, venue = excluded.venue, starts_at = excluded.starts_at,
-            status = excluded.status, payment_status = excluded.payment_status,
+            qty = excluded.qty, amount = excluded.amount, cancellation_fee = excluded.cancellation_fee,
+            refunded_amount = excluded.refunded_amount, status = excluded.status, payment_status = excluded.payment_status,
             ticket_status = excluded.ticket_status, updated_at = excluded.updated_at,
             version = excluded.version
         WHERE mypage_entries.version < excluded.version

@@ -126,9 +126,12 @@ def settle_charge(booking, charge_id: str, captured: bool) -> ChargeOutcome:
 
 
 def settle_refund(booking, captured_any: bool) -> None:
-    """The gateway holds no captured money for this booking any more: finish what waited on it."""
+    """The gateway holds no captured money for this booking any more but its cancellation fee:
+    finish what waited on it."""
     if booking.payment.needs_refund_check:
         booking.payment.settle_refund(captured_any)
+        if captured_any:
+            booking.refunded_amount = booking.payment.amount - booking.cancellation_fee
     if booking.status == BookingStatus.CANCELLING:
         booking.finish_cancel()  # its seats go back
     if booking.payment.status == PaymentStatus.REFUNDED:
@@ -173,13 +176,21 @@ class ReconciledRefund(db.Model):
                                                  server_default=func.now())
 
 
-def should_hold(booking_status: str, legit_charge_id: str | None, charge_id: str) -> bool | None:
-    """Whether a booking may keep the money of this captured charge: True, False, or None while
-    the booking is not final (its charge about to settle, its refund under way: not ours to judge).
+def may_keep(booking_status: str, legit_charge_id: str | None, charge_id: str, charge_amount: int,
+             cancellation_fee: int) -> int | None:
+    """How much of this captured charge a booking may keep, or None while the booking is not
+    final (its charge about to settle, its refund under way: not ours to judge).
 
-    Only a PAID booking keeps money, and only its own charge (the one its payment recorded);
-    anything else captured for it, or for a booking in any other final state, goes back.
+    Only a booking's own charge (the one its payment recorded) is kept from: whole by a PAID
+    booking, its cancellation fee by a CANCELLED one (SPEC §11); anything else captured for it,
+    or for a booking in any other final state, goes back.
     """
     if booking_status not in FINAL_STATUSES:
         return None
-    return booking_status == BookingStatus.PAID and legit_charge_id == charge_id
+    if legit_charge_id != charge_id:
+        return 0
+    if booking_status == BookingStatus.PAID:
+        return charge_amount
+    if booking_status == BookingStatus.CANCELLED:
+        return min(cancellation_fee, charge_amount)
+    return 0

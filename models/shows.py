@@ -2,12 +2,14 @@
 
 A show is general admission (a count of seats at one price) or reserved (SPEC §8: the seats of a
 seat map, priced by category; its capacity and remaining are the sums of its categories'). Either
-may cap the seats one customer holds (max_per_customer) and open its sale at on_sale_at.
+may cap the seats one customer holds (max_per_customer) and open its sale at on_sale_at, and
+may carry a cancellation policy (SPEC §11): the fee a cancel costs, by how long before the show.
 """
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Integer, String, func
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from models.database import LOCKED_SHOWS, db, new_id, utc_now
@@ -51,6 +53,8 @@ class Show(db.Model):
     max_per_customer: Mapped[int | None] = mapped_column(Integer)
     # Before it, POST /bookings is refused (None: on sale from the start).
     on_sale_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # SPEC §11: [{hours_before, fee_percent}] in descending hours_before (None: cancelling is free).
+    cancellation_policy: Mapped[list | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
 
@@ -77,6 +81,10 @@ class Show(db.Model):
 
     def sales_open(self, now: datetime | None = None) -> bool:
         return (now or utc_now()) < self.starts_at
+
+    def cancellation_fee(self, amount: int, now: datetime | None = None) -> int:
+        """What cancelling `amount` at `now` costs under the policy in force (SPEC §11)."""
+        return cancellation_fee(self.cancellation_policy, self.starts_at, amount, now or utc_now())
 
     def category(self, name: str) -> "ShowCategory | None":
         return next((category for category in self.categories if category.name == name), None)
@@ -106,6 +114,34 @@ class Show(db.Model):
             raise Conflict(f"capacity {capacity} is below the {self.held} seats already held")
         self.remaining = capacity - self.held
         self.capacity = capacity
+
+
+MAX_POLICY_RULES = 20
+
+
+def normalize_policy(rules: list[dict] | None) -> list[dict] | None:
+    """A cancellation policy as stored: its rules in descending hours_before; none (or an empty
+    list) is no policy. Raises ValueError naming what is wrong (the web layer checks the shapes)."""
+    if not rules:
+        return None
+    if len(rules) > MAX_POLICY_RULES:
+        raise ValueError(f"at most {MAX_POLICY_RULES} rules")
+    hours = [rule["hours_before"] for rule in rules]
+    if len(set(hours)) != len(hours):
+        raise ValueError("each rule needs its own hours_before")
+    return sorted(({"hours_before": rule["hours_before"], "fee_percent": rule["fee_percent"]} for rule in rules),
+                  key=lambda rule: rule["hours_before"], reverse=True)
+
+
+def cancellation_fee(policy: list[dict] | None, starts_at: datetime, amount: int, now: datetime) -> int:
+    """The fee of cancelling `amount` at `now`: `fee_percent` of it by the first rule, in descending
+    hours_before, whose hours_before is at most the time left before `starts_at`; no rule
+    matching (or no policy): free. Rounded down to the currency unit (integer arithmetic)."""
+    left = starts_at - now
+    for rule in sorted(policy or (), key=lambda rule: rule["hours_before"], reverse=True):
+        if left >= timedelta(hours=rule["hours_before"]):
+            return amount * rule["fee_percent"] // 100
+    return 0
 
 
 class ShowCategory(db.Model):

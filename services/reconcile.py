@@ -1,7 +1,8 @@
 """Reconcile (payments.reconcile, a beat job): the safety net behind every money step.
 
 It compares the gateway's captures with our bookings and refunds any that a booking should not
-hold (a final state other than PAID, or a PAID booking's capture other than its own charge).
+hold (a final state other than PAID, or a PAID booking's capture other than its own charge);
+a CANCELLED booking keeps its cancellation fee from its own charge (SPEC §11).
 A run that meets trouble stops, keeps what it did, and the next tick goes on.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from gateway.client import GatewayRejected, GatewayUnavailable
 from models import db
 from models.bookings import FINAL_STATUSES, Booking
 from models.database import utc_now
-from models.payments import Payment, ReconciledRefund, ReconciliationCursor, WatchedCharge, should_hold
+from models.payments import Payment, ReconciledRefund, ReconciliationCursor, WatchedCharge, may_keep
 from observability.metrics import RECONCILED_REFUNDS
 from services.errors import StepNotReady
 from services.overload import measure
@@ -37,7 +38,8 @@ RECONCILE_LOOKBACK = timedelta(seconds=float(os.environ.get("RECONCILE_LOOKBACK_
 
 def reconcile() -> str:
     """Compare the gateway's captures with our bookings; refund any that a booking should not
-    hold (a final state other than PAID, or a PAID booking's capture other than its own charge).
+    hold (a final state other than PAID, or a PAID booking's capture other than its own charge);
+a CANCELLED booking keeps its cancellation fee from its own charge (SPEC §11).
 
     It reads the gateway's charges from where the last run stopped (a cursor in the database),
     a page per transaction, under the cursor's row lock (a second run at once skips). A capture
@@ -109,25 +111,27 @@ def _reconcile_page() -> tuple[int, int, bool] | None:
     return len(page.charges), refunded, page.has_more
 
 
-def _bookings_of(references) -> dict[str, tuple[str, str | None]]:
-    """Booking id -> (status, the charge id its payment recorded)."""
+def _bookings_of(references) -> dict[str, tuple[str, str | None, int]]:
+    """Booking id -> (status, the charge id its payment recorded, its cancellation fee)."""
     if not references:
         return {}
-    return {booking_id: (status, charge_id) for booking_id, status, charge_id in db.session.execute(
-        select(Booking.id, Booking.status, Payment.charge_id).join(Payment, Payment.booking_id == Booking.id)
+    return {booking_id: (status, charge_id, fee) for booking_id, status, charge_id, fee in db.session.execute(
+        select(Booking.id, Booking.status, Payment.charge_id, Booking.cancellation_fee)
+        .join(Payment, Payment.booking_id == Booking.id)
         .where(Booking.id.in_(list(references))))}
 
 
-def _judge(charge, booking_status: str, legit_charge_id: str | None) -> tuple[int, bool]:
-    """Refund a capture its booking should not hold. Returns (1 if this run made a refund, whether
-    to watch the charge: its booking not final yet, or the refund refused). The caller commits."""
-    verdict = should_hold(booking_status, legit_charge_id, charge.id)
-    if verdict is None:
+def _judge(charge, booking_status: str, legit_charge_id: str | None, fee: int) -> tuple[int, bool]:
+    """Refund what of a capture its booking should not hold (a cancelled booking keeps its fee).
+    Returns (1 if this run made a refund, whether to watch the charge: its booking not final
+    yet, or the refund refused). The caller commits."""
+    keep = may_keep(booking_status, legit_charge_id, charge.id, charge.amount, fee)
+    if keep is None:
         return 0, True
-    if verdict:
+    if charge.amount - charge.refunded_amount <= keep:
         return 0, False
     try:
-        made = through_breaker(refund_rest, charge)
+        made = through_breaker(refund_rest, charge, keep)
     except GatewayRejected as error:
         # Refunded meanwhile under our key with another amount, say: look again next run.
         log.warning("reconciliation refund of charge %s refused: %r", charge.id, error)
@@ -154,17 +158,17 @@ def _reconcile_watched() -> int:
     if cursor is None:
         return 0
     rows = db.session.execute(
-        select(WatchedCharge.charge_id, Booking.status, Payment.charge_id)
+        select(WatchedCharge.charge_id, Booking.status, Payment.charge_id, Booking.cancellation_fee)
         .join(Booking, Booking.id == WatchedCharge.booking_id).join(Payment, Payment.booking_id == Booking.id)
         .where(Booking.status.in_(list(FINAL_STATUSES)))
         .order_by(WatchedCharge.seen_at).limit(RECONCILE_WATCH_BATCH)).all()
     refunded = 0
     try:
-        for charge_id, status, legit in rows:
+        for charge_id, status, legit, fee in rows:
             current = through_breaker(gateway().get_charge, charge_id)
             watch = False
             if current is not None and current.captured and current.refunded_amount < current.amount:
-                made, watch = _judge(current, status, legit)
+                made, watch = _judge(current, status, legit, fee)
                 refunded += made
             if not watch:
                 db.session.execute(WatchedCharge.__table__.delete().where(WatchedCharge.charge_id == charge_id))

@@ -6,6 +6,12 @@ It asks the gateway, not our rows: a charge whose answer never came may still ca
 refund first voids the charge's idempotency key, and the gateway answers for good (the charge
 that key recorded, refunded if captured, or "voided": nothing was taken, and nothing under that
 key ever will be). No clock decides anything about money.
+
+A cancelled PAID booking keeps its cancellation fee (SPEC §11, fixed when the cancel was asked
+for): its own charge is refunded down to the fee, never below, however often the step runs.
+The amount is worked out from the gateway's answer each time (what is left minus the fee), so a
+retry after a refund that went through finds nothing left to give back; a fee of 100% gives
+nothing back and calls no refund at all.
 """
 from __future__ import annotations
 
@@ -41,7 +47,8 @@ def refund(booking_ids: list[str]) -> str:
     first (no lock held), then one transaction, shows locked before bookings."""
     batch = Batch(STEP, booking_ids, "refund")
     captured = {}          # booking id -> whether the gateway had captured any money for it
-    through_gateway = []   # (booking id, its charge key, or None if no charge was ever requested)
+    # (booking id, its charge key or None if no charge was ever requested, what it keeps)
+    through_gateway = []
     bookings = read_bookings(batch.ids)
     batch.note_missing(bookings)
     for booking in bookings:
@@ -53,21 +60,22 @@ def refund(booking_ids: list[str]) -> str:
             # No gateway call was ever made for it, so none is needed to undo it.
             captured[booking.id] = booking.payment.charge_id == FREE_CHARGE_ID
         else:
-            through_gateway.append((booking.id, booking.payment.charge_key if booking.payment.charge_requested else None))
+            through_gateway.append((booking.id, booking.payment.charge_key if booking.payment.charge_requested else None,
+                                    _keeps(booking)))
     db.session.rollback()  # end the read: no lock is held while the gateway answers
 
     if through_gateway and batch.single:
         defer_if_overloaded(STEP)  # NFR 3: refunds wait while issuance is overloaded
     elif through_gateway and measure(current_app.config)["overloaded"]:
-        batch.hand_over([booking_id for booking_id, _ in through_gateway], "ticket issuance overloaded")
+        batch.hand_over([booking_id for booking_id, _, _ in through_gateway], "ticket issuance overloaded")
         through_gateway = []
-    for index, (booking_id, key) in enumerate(through_gateway):
+    for index, (booking_id, key, keeps) in enumerate(through_gateway):
         try:
-            captured[booking_id] = through_breaker(undo_charges, booking_id, key)
+            captured[booking_id] = through_breaker(undo_charges, booking_id, key, keeps)
         except (GatewayUnavailable, StepNotReady, GatewayRejected) as error:
             if batch.single:
                 raise
-            batch.hand_over([each for each, _ in through_gateway[index:]], repr(error))
+            batch.hand_over([each for each, _, _ in through_gateway[index:]], repr(error))
             break
 
     with UnitOfWork() as uow:
@@ -80,8 +88,16 @@ def refund(booking_ids: list[str]) -> str:
     return batch.summary()
 
 
-def undo_charges(booking_id: str, charge_key: str | None) -> bool:
-    """Make sure the gateway holds no money for a booking. Returns whether any was captured.
+def _keeps(booking: Booking) -> tuple[str, int] | None:
+    """(its own charge, the fee kept from it) for a cancel that costs a fee; None: all goes back."""
+    if booking.status == BookingStatus.CANCELLING and booking.cancellation_fee > 0 and booking.payment.charge_id:
+        return booking.payment.charge_id, booking.cancellation_fee
+    return None
+
+
+def undo_charges(booking_id: str, charge_key: str | None, keeps: tuple[str, int] | None = None) -> bool:
+    """Make sure the gateway holds no money for a booking but the fee `keeps` names (charge id,
+    amount kept from it). Returns whether any was captured.
 
     If a charge was ever requested, its key is voided first: from then on no request under it
     can capture, and the answer names the charge it did record, if any. Then every captured
@@ -100,16 +116,20 @@ def undo_charges(booking_id: str, charge_key: str | None) -> bool:
         if not each.captured:
             continue
         captured_any = True
-        if each.refunded_amount < each.amount:
-            refund_rest(each)
+        keep = keeps[1] if keeps is not None and keeps[0] == each.id else 0
+        refund_rest(each, keep)
     return captured_any
 
 
-def refund_rest(charge) -> Refund | None:
-    """Refund what is left of a captured charge, under the charge's own refund key (the refund
-    step and the reconciliation job use the same key and amount: whichever comes second replays)."""
+def refund_rest(charge, keep: int = 0) -> Refund | None:
+    """Refund what is left of a captured charge but `keep`, under the charge's own refund key
+    (the refund step and the reconciliation job use the same key and amount: whichever comes
+    second replays). Nothing left above `keep`: no call, None."""
+    amount = charge.amount - charge.refunded_amount - keep
+    if amount <= 0:
+        return None
     try:
-        return gateway().refund(charge_id=charge.id, amount=charge.amount - charge.refunded_amount,
+        return gateway().refund(charge_id=charge.id, amount=amount,
                                 idempotency_key=Payment.refund_key(charge.id))
     except GatewayRejected as error:
         if error.code == "nothing_to_refund":

@@ -9,7 +9,7 @@ from models import db
 from models.errors import Conflict, InvalidInput, NotFound
 from models.mypage import refresh_show
 from models.seats import BLOCKED, hold_seats, load_seat_map, open_seats, release_seats
-from models.shows import Seating, Show, ShowCategory
+from models.shows import Seating, Show, ShowCategory, normalize_policy
 from models.seats import SeatHold
 from models.database import utc_now
 from services import waiting_room
@@ -19,9 +19,19 @@ GENERAL_ONLY = ("capacity", "price")
 RESERVED_ONLY = ("blocked_seats",)
 
 
+def _policy(fields: dict) -> None:
+    """The cancellation policy as stored (rules in descending hours_before; [] is none)."""
+    if "cancellation_policy" in fields:
+        try:
+            fields["cancellation_policy"] = normalize_policy(fields["cancellation_policy"])
+        except ValueError as error:
+            raise InvalidInput("invalid cancellation policy", {"cancellation_policy": [str(error)]}) from None
+
+
 def create_show(fields: dict) -> Show:
     fields = dict(fields)
     room = fields.pop("waiting_room", None)
+    _policy(fields)
     with UnitOfWork() as uow:
         if fields.get("seat_map_id") is not None:
             show = _reserved_show(fields)
@@ -66,9 +76,11 @@ def _reserved_show(fields: dict) -> Show:
 
 def change_show(show_id: str, changes: dict) -> Show:
     """Change a show; capacity cannot drop below the seats held, and a held or sold seat cannot be
-    blocked. The my page's copy of the title, venue and start time changes in the same transaction."""
+    blocked. A new cancellation policy applies to cancels asked for from now on (a fee already
+    decided stays). The my page's copy of the title, venue and start time changes in the same transaction."""
     changes = dict(changes)
     room = changes.pop("waiting_room", None)
+    _policy(changes)
     with UnitOfWork() as uow:
         show = uow.lock_shows([show_id])[show_id]
         waiting_room.check_sale_change(show, changes)

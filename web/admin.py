@@ -46,9 +46,12 @@ class MoneyProblemSchema(Schema):
     status = fields.String()
     payment_status = fields.String(allow_none=True)
     amount = fields.Integer()
+    cancellation_fee = fields.Integer(metadata={"description": "the fee the booking keeps (SPEC §11)"})
+    refunded_amount = fields.Integer(metadata={"description": "what the booking says its refund gave back"})
     captured = fields.Integer()
     refunded = fields.Integer()
-    expected = fields.Integer()
+    expected = fields.Integer(metadata={"description": "captured - refunded it should be: amount + fee when "
+                                                       "PAID, the fee when CANCELLED, else 0"})
     agrees = fields.Boolean()
 
 

@@ -64,6 +64,9 @@ class BookingSchema(Schema):
     show_id = fields.String()
     qty = fields.Integer()
     amount = fields.Integer()
+    cancellation_fee = fields.Integer(metadata={"description": "what cancelling cost, kept from the payment "
+                                                               "(SPEC §11; 0 until something is cancelled)"})
+    refunded_amount = fields.Integer(metadata={"description": "what the refund gave back (0 until then)"})
     status = fields.String()
     reject_reason = fields.String(allow_none=True, metadata={
         "description": "REJECTED: sold_out, seat_taken, no_adjacent_seats, limit_exceeded or sales_closed"})

@@ -18,6 +18,9 @@ class MyPageEntrySchema(Schema):
     starts_at = fields.AwareDateTime(format="iso")
     qty = fields.Integer()
     amount = fields.Integer()
+    cancellation_fee = fields.Integer(metadata={"description": "what cancelling cost, kept from the payment "
+                                                               "(SPEC §11; 0 until something is cancelled)"})
+    refunded_amount = fields.Integer(metadata={"description": "what the refund gave back (0 until then)"})
     status = fields.String()
     payment_status = fields.String()
     ticket_status = fields.String()

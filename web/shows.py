@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 
 from models import db
 from models.seating import MAX_CATEGORY, MAX_SEATS
-from models.shows import Show, get_show
+from models.shows import MAX_POLICY_RULES, Show, get_show
 from models.waiting_room import MAX_ADMIT_PER_MINUTE, MAX_SESSION_MINUTES
 from models.users import Role
 from web.seat_page import seat_page
@@ -49,6 +49,37 @@ class WaitingRoomPatchSchema(WaitingRoomSchema):
                                       metadata={"description": "a new rate, from now on (also during the sale)"})
 
 
+class CancellationRuleSchema(Schema):
+    hours_before = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=100_000),
+                                  metadata={"description": "applies to a cancel at least this many hours "
+                                                           "before starts_at"})
+    fee_percent = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=100),
+                                 metadata={"description": "the fee, in percent of the amount cancelled "
+                                                          "(rounded down to the currency unit)"})
+
+
+def _policy(rules):
+    if len(rules) > MAX_POLICY_RULES:
+        raise ValidationError(f"at most {MAX_POLICY_RULES} rules")
+    hours = [rule["hours_before"] for rule in rules]
+    if len(set(hours)) != len(hours):
+        raise ValidationError("each rule needs its own hours_before")
+
+
+POLICY_DESCRIPTION = (
+    "SPEC §11: what a cancel of a paid booking costs. The first rule, in descending hours_before, "
+    "whose hours_before is at most the hours left before starts_at gives the fee; no rule matching, "
+    "or no policy (null or []), is free. Answered in descending hours_before. Example (a common "
+    "Korean schedule): [{\"hours_before\": 168, \"fee_percent\": 0}, {\"hours_before\": 72, "
+    "\"fee_percent\": 10}, {\"hours_before\": 24, \"fee_percent\": 20}, {\"hours_before\": 0, "
+    "\"fee_percent\": 30}]")
+
+
+def _policy_field():
+    return fields.List(fields.Nested(CancellationRuleSchema), allow_none=True, validate=_policy,
+                       metadata={"description": POLICY_DESCRIPTION})
+
+
 class ShowSchema(Schema):
     id = fields.String(dump_only=True)
     title = Text(required=True, validate=validate.Length(min=1, max=200))
@@ -75,6 +106,7 @@ class ShowSchema(Schema):
                                       metadata={"description": "bookings before it are refused (409)"})
     waiting_room = fields.Nested(WaitingRoomSchema, allow_none=True, metadata={
         "description": "a queue in front of the sale (SPEC §9): POST /bookings then needs an Admission-Token"})
+    cancellation_policy = _policy_field()
 
     @validates_schema
     def _one_kind(self, data, **_):
@@ -96,6 +128,7 @@ class ShowPatchSchema(Schema):
                                                          "(replaces the list; a held or sold seat: 409)"})
     waiting_room = fields.Nested(WaitingRoomPatchSchema, metadata={
         "description": "add a waiting room, or change its rate or session length"})
+    cancellation_policy = _policy_field()
 
 
 class SeatSchema(Schema):

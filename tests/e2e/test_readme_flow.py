@@ -1,6 +1,7 @@
 """The README's walk-through, over HTTP against the stack as the run command starts it:
 register, book, see it PAID with an issuable ticket, issue it, cancel another booking and see
-it refunded with its seats returned, and find both on the my page."""
+it refunded with its seats returned, and find both on the my page; and the other parts of the
+walk-through (reserved seating, the waiting room, the door, cancellation fees)."""
 import os
 import subprocess
 import sys
@@ -212,3 +213,32 @@ def test_a_newcomer_issues_a_ticket_verifies_its_qr_offline_and_checks_it_in_onc
     rotated = api.post(f"/shows/{show['id']}/checkin-key/rotate", headers=admin).json()
     assert rotated["jwk"]["kid"] != jwk["kid"] and jwk in rotated["keys"]
     assert api.post("/checkins", headers=staff, json={"qr": qr}).json()["result"] == "ALREADY_CHECKED_IN"
+
+
+def test_a_newcomer_cancels_late_under_a_korean_cancellation_policy_and_gets_the_rest_back(stack, api):
+    """The README's cancellation fees part: a show two days away with the common Korean schedule;
+    a paid booking cancelled keeps 20% and gets 80% back, as the gateway's ledger shows."""
+    create_admin_with_the_cli(stack, "fees-admin@example.com", "fees-admin-password")
+    admin = bearer(token(api, "fees-admin@example.com", "fees-admin-password"))
+    api.post("/auth/register", json={"email": "lee@example.com", "password": "lee-password", "name": "Lee"})
+    lee = bearer(token(api, "lee@example.com", "lee-password"))
+    policy = [{"hours_before": 168, "fee_percent": 0}, {"hours_before": 72, "fee_percent": 10},
+              {"hours_before": 24, "fee_percent": 20}, {"hours_before": 0, "fee_percent": 30}]
+    soon = (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()
+    created = api.post("/shows", headers=admin, json={
+        "title": "Othello", "venue": "Seoul Arts Center", "starts_at": soon, "price": 50000, "capacity": 100,
+        "cancellation_policy": list(reversed(policy))})
+    assert created.status_code == 201, created.text
+    show = api.get(f"/shows/{created.json()['id']}").json()
+    assert show["cancellation_policy"] == policy
+
+    booking = api.post("/bookings", headers=lee, json={"show_id": show["id"], "qty": 2,
+                                                       "payment_method": "tok_ok"}).json()["id"]
+    wait_for_booking(api, lee, booking, status="PAID")
+    cancelling = api.post(f"/bookings/{booking}/cancel", headers=lee)
+    assert cancelling.status_code == 202
+    assert (cancelling.json()["status"], cancelling.json()["cancellation_fee"]) == ("CANCELLING", 20000)
+    done = wait_for_booking(api, lee, booking, status="CANCELLED", payment_status="REFUNDED")
+    assert (done["amount"], done["cancellation_fee"], done["refunded_amount"]) == (100000, 20000, 80000)
+    ledger = GatewayClient(stack.urls["gateway"]).ledger(booking)
+    assert (ledger["captured"], ledger["refunded"]) == (100000, 80000)

@@ -88,11 +88,13 @@ def customer(new_customer):
 
 @pytest.fixture
 def make_show(app, admin_headers):
-    def make(capacity: int = 10, price: int = 1000, starts_in: timedelta = timedelta(days=30)) -> dict:
+    def make(capacity: int = 10, price: int = 1000, starts_in: timedelta = timedelta(days=30),
+             cancellation_policy: list | None = None) -> dict:
         starts_at = (datetime.now(timezone.utc) + starts_in).isoformat()
+        policy = {} if cancellation_policy is None else {"cancellation_policy": cancellation_policy}
         response = app.test_client().post("/shows", headers=admin_headers, json={
             "title": f"Show {secrets.token_hex(3)}", "venue": "Hall", "starts_at": starts_at,
-            "price": price, "capacity": capacity})
+            "price": price, "capacity": capacity, **policy})
         assert response.status_code == 201, response.json
         return response.json
     return make

@@ -11,6 +11,7 @@ the tests wait for that causally: a request with the same key and the same laten
 the booking was settled, lands after every earlier one (they all sleep the same time first), and
 so does its answer.
 """
+import json
 import secrets
 
 import pytest
@@ -50,10 +51,10 @@ class MoneyStack:
         self.app = app
         self.workers = []
 
-    def worker(self, queues="seats,payments,tickets,mypage,maintenance", concurrency=3, **env):
+    def worker(self, queues="seats,payments,tickets,mypage,maintenance", concurrency=3, extra=None, **env):
         name = f"money-worker-{len(self.workers)}-{secrets.token_hex(2)}"
         process = start_worker(self.folder, name, {**self.env, **{k: str(v) for k, v in env.items()}},
-                               queues=queues, concurrency=concurrency)
+                               queues=queues, concurrency=concurrency, extra=extra)
         self.workers.append(process)
         return process
 
@@ -142,7 +143,7 @@ def money_problems_of(app, gateway, ids):
         report = consistency.check(gateway)
         rows = [row for row in report.money_problems if row["booking_id"] in ids]
         db.session.remove()
-    missing = sum(1 for row in rows if row["status"] != "PAID" and row["captured"] - row["refunded"] > 0)
+    missing = sum(1 for row in rows if row["status"] != "PAID" and row["captured"] - row["refunded"] > row["expected"])
     return rows, missing
 
 
@@ -339,6 +340,85 @@ def test_a_free_booking_is_paid_and_cancelled_without_any_gateway_call(money, ga
                                           "charges": 0, "refunds": 0}
     rows, missing = money_problems_of(money.app, gateway, {booking_id})
     assert (rows, missing) == ([], 0)
+
+
+# -- cancellation fees (SPEC §11) ---------------------------------------------------------------
+
+FEE_30 = [{"hours_before": 0, "fee_percent": 30}]
+
+
+def fee_state(app, booking_id):
+    from models import db
+    from models.bookings import Booking
+    with app.app_context():
+        booking = db.session.get(Booking, booking_id)
+        state = (booking.cancellation_fee, booking.refunded_amount)
+        db.session.remove()
+        return state
+
+
+def test_a_refund_step_killed_after_its_refund_is_retried_and_never_gives_back_more_than_amount_less_fee(
+        money, gateway, customer, make_show, workdir):
+    """The refund step's pool process is SIGKILLed right after the gateway made the refund, before
+    the step recorded anything (tests/integration/refund_killer_tasks.py): the step runs again and
+    finds the money given back already; the gateway keeps exactly the fee."""
+    doomed = workdir / "fee-refund-doomed"
+    doomed.write_text("")
+    deaths = workdir / "fee-refund-doomed.deaths"
+    worker = money.worker(REFUND_KILLER_FILE=str(doomed), extra=["--include", "tests.integration.refund_killer_tasks"])
+    show = make_show(capacity=5, price=3333, cancellation_policy=FEE_30)
+    booking_id = money.book(customer, show["id"], qty=3)  # 9,999: a fee of 2,999 (2,999.7 rounded down)
+    wait_state(money, booking_id, status="PAID", payment_status="PAID")
+    doomed.write_text(booking_id + "\n")
+
+    answer = money.cancel(customer, booking_id)
+    assert (answer["status"], answer["cancellation_fee"], answer["refunded_amount"]) == ("CANCELLING", 2999, 0)
+    state = wait_state(money, booking_id, status="CANCELLED", timeout=120)
+    assert (state["payment_status"], state["ticket_status"], state["remaining"]) == ("REFUNDED", "VOID", 5)
+
+    died = [json.loads(line) for line in deaths.read_text().splitlines()]
+    assert [(d["booking_id"], d["amount"]) for d in died] == [(booking_id, 9999 - 2999)], died
+    assert "signal 9 (SIGKILL)" in worker.log() or "WorkerLostError" in worker.log(), worker.log()[-3000:]
+    ledger = gateway.ledger(booking_id)
+    assert (ledger["captured"], ledger["refunded"], ledger["refunds"]) == (9999, 7000, 1), ledger
+    assert fee_state(money.app, booking_id) == (2999, 7000)
+    rows, missing = money_problems_of(money.app, gateway, {booking_id})
+    assert (rows, missing) == ([], 0)
+
+    # The reconciliation job leaves the fee where it is.
+    money.send("payments.reconcile")
+    wait_until(lambda: succeeded(worker, "payments.reconcile"), 60, 0.2, "a reconciliation run")
+    assert balance(gateway, booking_id) == 2999 and reconciled(money.app, {booking_id}) == []
+
+
+def test_a_fee_of_everything_gives_nothing_back_and_asks_the_gateway_for_no_refund(money, gateway, customer, make_show):
+    money.worker()
+    show = make_show(capacity=5, price=2000, cancellation_policy=[{"hours_before": 0, "fee_percent": 100}])
+    booking_id = money.book(customer, show["id"], qty=2)
+    wait_state(money, booking_id, status="PAID", payment_status="PAID")
+    assert money.cancel(customer, booking_id)["cancellation_fee"] == 4000
+    state = wait_state(money, booking_id, status="CANCELLED")
+    assert (state["payment_status"], state["ticket_status"], state["remaining"]) == ("REFUNDED", "VOID", 5)
+    ledger = gateway.ledger(booking_id)
+    assert (ledger["captured"], ledger["refunded"], ledger["refunds"]) == (4000, 0, 0), ledger
+    assert fee_state(money.app, booking_id) == (4000, 0)
+    assert money_problems_of(money.app, gateway, {booking_id}) == ([], 0)
+
+
+def test_a_cancel_before_the_capture_costs_no_fee_whatever_the_policy(money, gateway, customer, make_show):
+    show = make_show(capacity=5, price=2000, cancellation_policy=FEE_30)
+    booking_id = money.book(customer, show["id"])  # no worker yet: the booking is PENDING
+    answer = money.cancel(customer, booking_id)
+    assert (answer["status"], answer["cancellation_fee"], answer["refunded_amount"]) == ("CANCELLED", 0, 0)
+    gateway.set_faults(latency_ms=SLOW_MS)  # the next one's charge is on its way when the cancel comes
+    money.worker()
+    slow = money.book(customer, show["id"])
+    wait_state(money, slow, payment_status="PENDING")
+    assert money.cancel(customer, slow)["cancellation_fee"] == 0
+    land_a_late_charge(gateway, slow, 2000)
+    wait_state(money, slow, status="CANCELLED", money_settled=True, timeout=120)
+    assert fee_state(money.app, slow)[0] == 0
+    assert_nothing_kept(money, gateway, slow)
 
 
 # -- reconciliation ------------------------------------------------------------------------------

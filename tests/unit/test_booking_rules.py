@@ -184,3 +184,47 @@ def test_a_charge_request_is_on_record_once_started():
     assert not payment.charge_requested
     payment.start_charge()
     assert payment.charge_requested and payment.status == PaymentStatus.PENDING
+
+
+KOREAN_POLICY = [{"hours_before": 168, "fee_percent": 0}, {"hours_before": 72, "fee_percent": 10},
+                 {"hours_before": 24, "fee_percent": 20}, {"hours_before": 0, "fee_percent": 30}]
+
+
+def a_show_with_policy(starts_in):
+    show = a_show(starts_in=starts_in)
+    show.cancellation_policy = KOREAN_POLICY
+    return show
+
+
+@pytest.mark.parametrize("starts_in, fee", [(timedelta(days=8), 0), (timedelta(days=4), 200),
+                                            (timedelta(hours=30), 400), (timedelta(hours=2), 600)])
+def test_cancelling_a_paid_booking_fixes_its_fee_from_the_policy_at_the_request(starts_in, fee):
+    booking = a_booking(status=BookingStatus.PAID, payment_status=PaymentStatus.PAID, seats_held=True,
+                        show=a_show_with_policy(starts_in))
+    assert booking.request_cancel(NOW) is True
+    assert booking.cancellation_fee == fee and booking.refunded_amount == 0
+    booking.show.cancellation_policy = None  # a later change of the policy: the fee stays
+    assert booking.request_cancel(NOW) is False and booking.cancellation_fee == fee
+
+
+@pytest.mark.parametrize("status", [BookingStatus.PENDING, BookingStatus.CONFIRMED])
+def test_cancelling_before_the_payment_was_captured_costs_nothing(status):
+    booking = a_booking(status=status, seats_held=status == BookingStatus.CONFIRMED,
+                        show=a_show_with_policy(timedelta(hours=2)))
+    booking.request_cancel(NOW)
+    assert booking.cancellation_fee == 0
+
+
+def test_a_finished_refund_records_what_it_gave_back_less_the_fee():
+    show = a_show(capacity=4)
+    show.hold(2)
+    booking = a_booking(status=BookingStatus.CANCELLING, payment_status=PaymentStatus.REFUNDING, show=show,
+                        ticket_status=TicketStatus.VOID, seats_held=True)
+    booking.payment.charge_id, booking.cancellation_fee = "ch_1", 600
+    settle_refund(booking, captured_any=True)
+    assert (booking.status, booking.cancellation_fee, booking.refunded_amount) == (BookingStatus.CANCELLED, 600, 1400)
+
+
+def test_a_booking_starts_with_no_fee_and_nothing_refunded():
+    booking = a_booking()
+    assert (booking.cancellation_fee, booking.refunded_amount) == (0, 0)

@@ -140,3 +140,20 @@ def test_the_seat_page_check_finds_each_kind_of_disagreement():
     assert seat_page_disagreements(seats, [booking("b1", "PAID", ["1-1-1", "1-1-2"]),
                                            booking("b2", "CONFIRMED", ["1-1-3"]),
                                            booking("b3", "PAID", ["9-9-9"])])  # a seat not on the page
+
+
+def test_a_wrong_fee_fails_the_run_and_the_cancels_that_kept_one_are_no_problem():
+    assert passed({**ALL_ZERO, "cancelled_with_fee": 7, "fee_mismatches": 0})
+    assert not passed({**ALL_ZERO, "cancelled_with_fee": 7, "fee_mismatches": 1})
+
+
+def test_the_general_shows_cancel_for_no_fee_ten_percent_and_everything():
+    from datetime import datetime, timedelta, timezone
+
+    from chaos.harness import FEE_PERCENT_NOW, FEE_POLICIES
+    from models.shows import cancellation_fee
+
+    now = datetime.now(timezone.utc)
+    starts_at = now + timedelta(days=30)  # as the harness's shows
+    assert [cancellation_fee(policy, starts_at, 1000, now) for policy in FEE_POLICIES] == [
+        1000 * percent // 100 for percent in FEE_PERCENT_NOW] == [0, 100, 1000]

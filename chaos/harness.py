@@ -271,7 +271,9 @@ class Chaos:
         self.prepare_reserved(starts_at)
         response = self.api.call("POST", "/shows", headers=self.admin, json_body={
             "title": "Chaos queued", "venue": "Loopback Hall", "starts_at": starts_at, "price": 1500,
-            "capacity": max(1, int(self.args.bookings * self.args.queued_share)),
+            # Room for every queued booking (qty 1..2) several times over: a customer who joined
+            # must find seats, and a join refused for a sold-out show would be no queue fault.
+            "capacity": int(self.args.bookings * self.args.queued_share * 4) + 10,
             "waiting_room": {"admit_per_minute": QUEUE_ADMIT_PER_MINUTE, "session_minutes": 15}})
         assert response.status_code == 201, response.text
         self.queued_show = response.json()["id"]

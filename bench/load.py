@@ -79,6 +79,18 @@ class SeatPages:
         self.etag_of[viewer] = new_etag
         return self.rows_of[new_etag]
 
+    async def pick(self, body: dict, token_index: int, started: float, errors: Counter) -> dict:
+        """A pick request's body once the customer looked at the page: `pick` (how many seats)
+        becomes `seats` (none if the page showed nothing free, or could not be read)."""
+        body = dict(body)
+        try:
+            rows = await self.fetch(token_index, started)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            errors[f"page {type(error).__name__}"] += 1
+            rows = None
+        body["seats"] = self.choose(rows or [], body.pop("pick"))
+        return body
+
     def choose(self, rows: list[list[str]], n: int) -> list[str]:
         """n free seats side by side in one row if a row has them (front rows likelier), else
         the most that row has together."""
@@ -148,13 +160,7 @@ async def _run(plan: dict) -> dict:
                 next_index += 1
                 token_index, body = items[index]
                 if body is not None and "pick" in body:  # look at the page, then pick from it
-                    body = dict(body)
-                    try:
-                        rows = await pages.fetch(token_index, started)
-                    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-                        errors[f"page {type(error).__name__}"] += 1
-                        rows = None
-                    body["seats"] = pages.choose(rows or [], body.pop("pick"))
+                    body = await pages.pick(body, token_index, started, errors)
                     if not body["seats"]:  # nothing free on the page: this customer books nothing
                         statuses[index], latencies[index] = SKIPPED, -1.0
                         continue
@@ -351,13 +357,7 @@ async def _queue_rush(plan: dict) -> dict:
             waited.append(time.perf_counter() - joined)
             admitted_seen.setdefault(entry["id"], set()).add(entry["admitted_until"])
             if "pick" in body:  # look at the page, then pick from it (as in the seated rush)
-                body = dict(body)
-                try:
-                    rows = await pages.fetch(token_index, started)
-                except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-                    errors[f"page {type(error).__name__}"] += 1
-                    rows = None
-                body["seats"] = pages.choose(rows or [], body.pop("pick"))
+                body = await pages.pick(body, token_index, started, errors)
                 if not body["seats"]:
                     statuses[index], latencies[index] = SKIPPED, -1.0
                     return

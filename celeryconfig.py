@@ -79,11 +79,14 @@ task_default_queue = "maintenance"
 task_routes = {f"{context}.*": {"queue": context} for context in CONTEXTS}
 # Its scans of the booking tables run beside the other periodic jobs, never on a booking worker.
 task_routes["maintenance.measure_consistency"] = {"queue": "maintenance"}
+# A cancelled show's fan-out touches only the database (its refunds are payments.refund steps):
+# short runs on the maintenance workers, never on the booking path.
+task_routes["shows.cancel"] = {"queue": "maintenance"}
 # payments.reconcile (a beat job) stays on the payments queue with the other gateway calls: the
 # maintenance jobs touch only the database, so a slow or hung gateway never holds up the outbox
 # relay and the hold expiry, which every recovery rests on.
 imports = tuple(f"tasks.{module}" for module in ("seats", "payments", "tickets", "mypage", "maintenance", "gauges",
-                                                 "waiting_room"))
+                                                 "waiting_room", "shows"))
 
 # --- Beat: durable timers live in the database and are swept here -----------------------------
 ADMISSION_TICK_S = float(os.environ.get("ADMISSION_TICK_S", "0.2"))

@@ -7,6 +7,8 @@ PENDING --seats reserved--> CONFIRMED --charge captured--> PAID
    \\--not enough seats / sales closed--> REJECTED
 PENDING --customer cancels--> CANCELLED
 CONFIRMED | PAID --customer cancels--> CANCELLING --refund done, seats released--> CANCELLED
+PAID --part cancelled--> PAID (fewer seats; the part's refund follows, its ticket is replaced)
+any live booking --its show cancelled--> CANCELLED (PENDING) or CANCELLING (refund in full)
 
 Seats change only under the show's row lock, which a unit of work takes before any booking's
 (services/unit_of_work.py); a booking gives its seats back in one place, _release_seats.
@@ -33,6 +35,7 @@ from models.lifecycles import (  # noqa: F401 (statuses re-exported)
 from models.seating import RejectReason
 from models.seats import SOLD, load_seat_map, note_seat_states, release_seats
 from models.shows import Show
+from models.tickets import Ticket
 
 
 MAX_QTY = 10
@@ -53,6 +56,8 @@ class Booking(MovesByLifecycle, db.Model):
         Index("ix_bookings_unsettled", "status", "updated_at",
               postgresql_where=text("status IN ('PENDING', 'CONFIRMED', 'CANCELLING')")),
         Index("ix_bookings_show_customer_held", "show_id", "customer_id", postgresql_where=text("seats_held")),
+        # A cancelled show's refunds (SPEC §11): its bookings cancelled with it.
+        Index("ix_bookings_cancelled_with_show", "show_id", "status", postgresql_where=text("cancelled_with_show")),
         # One admission backs one booking at a time (SPEC §9); one that bought nothing (REJECTED,
         # PAYMENT_FAILED, EXPIRED) frees it for another try while the session lasts.
         Index("uq_bookings_one_per_admission", "admission_id", unique=True, postgresql_where=text(
@@ -84,6 +89,8 @@ class Booking(MovesByLifecycle, db.Model):
     category: Mapped[str | None] = mapped_column(String(32))
     seats: Mapped[list[str] | None] = mapped_column(ARRAY(String(32)))
     hold_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Cancelled because its show was (SPEC §11): counted in the show's refunds.
+    cancelled_with_show: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     # The waiting room entry whose Admission-Token let this booking in (shows with a waiting room).
     admission_id: Mapped[str | None] = mapped_column(ForeignKey("queue_entries.id"))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
@@ -95,13 +102,17 @@ class Booking(MovesByLifecycle, db.Model):
 
     show: Mapped[Show] = relationship(lazy="joined", innerjoin=True)
     payment: Mapped["Payment"] = relationship(back_populates="booking", uselist=False, lazy="joined", innerjoin=True)  # noqa: F821
-    ticket: Mapped["Ticket"] = relationship(back_populates="booking", uselist=False, lazy="joined", innerjoin=True)  # noqa: F821
+    # Its current ticket; those a partial cancel replaced stay in the table, superseded (models/tickets.py).
+    ticket: Mapped[Ticket] = relationship(
+        primaryjoin="and_(Booking.id == foreign(Ticket.booking_id), Ticket.superseded_at.is_(None))",
+        back_populates="booking", uselist=False, lazy="joined", innerjoin=True)
 
     def __init__(self, **fields):
         super().__init__(**fields)
         # Known before the first flush (a booking just made, or a plain object in the unit tests).
         self.cancellation_fee = self.cancellation_fee or 0
         self.refunded_amount = self.refunded_amount or 0
+        self.cancelled_with_show = self.cancelled_with_show or False
 
     @property
     def payment_status(self) -> str:
@@ -173,7 +184,7 @@ class Booking(MovesByLifecycle, db.Model):
             return False
         if self.status in (BookingStatus.REJECTED, BookingStatus.PAYMENT_FAILED, BookingStatus.EXPIRED):
             raise Conflict(f"a {self.status} booking cannot be cancelled")
-        if not self.show.sales_open(now):
+        if self.show.started(now):
             raise Conflict("the show has already started")
         if self.status == BookingStatus.PENDING:
             self._move("withdraw")
@@ -182,7 +193,7 @@ class Booking(MovesByLifecycle, db.Model):
         if self.status == BookingStatus.PAID:
             # Money was captured: the show's policy in force now decides what the cancel costs
             # (SPEC §11). Unpaid, nothing was taken, so nothing is kept.
-            self.cancellation_fee = self.show.cancellation_fee(self.amount, now)
+            self.cancellation_fee += self.show.cancellation_fee(self.amount, now)  # on the fees of parts before
         self._move("start_cancel")
         self.hold_deadline = None
         return True
@@ -190,7 +201,111 @@ class Booking(MovesByLifecycle, db.Model):
     def finish_cancel(self) -> None:
         self._move("finish_cancel")
         self._release_seats()
-        self.reason = "cancelled by the customer"
+        self.reason = "the show was cancelled" if self.cancelled_with_show else "cancelled by the customer"
+
+    def cancel_part(self, qty: int | None = None, seats: list[str] | None = None,
+                    now: datetime | None = None) -> int:
+        """Give back part of a PAID booking (SPEC §11): `qty` seats of a general admission one, or
+        these `seats` of a reserved one. The booking stays PAID with the rest (qty, seats and
+        amount describe the rest), the part's fee adds to cancellation_fee, and its ticket is
+        replaced by a new one for the rest. Returns what is now owed back (the refund step pays
+        it). The caller holds the show's lock, then the booking's.
+
+        Asking for all of the booking is not a part: the caller cancels the whole booking.
+        """
+        now = now or utc_now()
+        self._move("cancel_part")
+        self.ticket.ensure_cancellable()
+        if self.show.started(now):
+            raise Conflict("the show has already started")
+        part, part_amount = self._part(qty, seats)
+        fee = self.show.cancellation_fee(part_amount, now)
+        self._release_part(part, len(part) if part else qty)
+        self.qty -= len(part) if part else qty
+        self.amount -= part_amount
+        self.cancellation_fee += fee
+        self.replace_ticket(now)
+        self.touch()
+        return self.refund_owed
+
+    def _part(self, qty: int | None, seats: list[str] | None) -> tuple[list[str], int]:
+        """The seats a partial cancel names (none for general admission) and what they cost."""
+        if self.show.reserved:
+            if seats is None:
+                raise InvalidInput("a reserved booking is partly cancelled by its seats",
+                                   {"seats": ["name the seats to give back"]})
+            held = set(self.seats or ())
+            strangers = [seat for seat in seats if seat not in held]
+            if strangers:
+                raise InvalidInput("not seats of this booking", {"seats": [f"{seat!r} is not in this booking"
+                                                                          for seat in strangers[:MAX_QTY]]})
+            if len(seats) >= self.qty:
+                raise InvalidInput("that is every seat: cancel without a body", {"seats": ["keep at least one seat"]})
+            seat_map = load_seat_map(self.show.seat_map_id)
+            price = sum(self.show.category(seat_map.seat(seat).category).price for seat in seats)
+            return list(seats), min(price, self.amount)
+        if seats is not None:
+            raise InvalidInput("a general admission booking is partly cancelled by qty",
+                               {"seats": ["not for a general admission show"]})
+        if qty is None or not 1 <= qty < self.qty:
+            raise InvalidInput("qty is out of range", {"qty": [f"between 1 and {self.qty - 1} (all of it: "
+                                                              "cancel without a body)"]})
+        return [], self.amount * qty // self.qty
+
+    def _release_part(self, seats: list[str], count: int) -> None:
+        self.show.release(count)
+        if seats:
+            seat_map = load_seat_map(self.show.seat_map_id)
+            release_seats(self.show_id, seat_map, self.id, seats)
+            for category, given in _count_by_category(seat_map, seats).items():
+                self.show.category(category).give_back(given)
+            self.seats = [seat for seat in self.seats if seat not in set(seats)]
+
+    def replace_ticket(self, now: datetime) -> None:
+        """Void the current ticket and make a new one, issuable, for what the booking is now."""
+        old, new = self.ticket, Ticket(booking_id=self.id, status=TICKET.initial)
+        old.supersede(now)
+        session = object_session(self)
+        if session is None:  # a plain object (the unit tests)
+            self.ticket = new
+        else:
+            session.flush()  # the old one superseded first: one current ticket per booking
+            session.add(new)
+            session.flush()
+            session.expire(self, ["ticket"])
+        self.ticket.make_issuable()
+
+    @property
+    def refund_owed(self) -> int:
+        """What the gateway still holds of a PAID booking's charge beyond what it keeps: the amount
+        of its seats and its fees (what part cancels gave back, once their refund went through)."""
+        if self.status != BookingStatus.PAID or self.payment.free:
+            return 0
+        return max(0, self.payment.amount - self.refunded_amount - self.amount - self.cancellation_fee)
+
+    @property
+    def keeps(self) -> int:
+        """What of its captured charge a booking in this state keeps (SPEC §11): its amount and fees
+        when PAID, its fees when cancelling or cancelled."""
+        if self.status == BookingStatus.PAID:
+            return self.amount + self.cancellation_fee
+        return self.cancellation_fee
+
+    def cancel_with_show(self) -> bool:
+        """Its show was cancelled: cancelled in full, no fee (SPEC §11). Returns whether a refund
+        step is needed (a PENDING booking held nothing and is simply withdrawn). A booking already
+        cancelling or settled is left as it is."""
+        if self.status not in (BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.PAID):
+            return False
+        self.cancelled_with_show = True
+        self.ticket.void_with_show()
+        if self.status == BookingStatus.PENDING:
+            self._move("withdraw")
+            self.reason = "the show was cancelled"
+            return False
+        self._move("start_cancel")
+        self.hold_deadline = None
+        return True
 
 
 def _count_by_category(seat_map, seat_ids) -> dict[str, int]:
@@ -252,7 +367,7 @@ class AcceptedBooking:
 # Idempotency-Key.
 _RECORD = text("""
     WITH show AS (
-        SELECT id, title, venue, starts_at, price, seating, on_sale_at,
+        SELECT id, title, venue, starts_at, price, seating, on_sale_at, cancelled_at,
                EXISTS (SELECT 1 FROM waiting_rooms WHERE waiting_rooms.show_id = shows.id) AS queued
         FROM shows WHERE id = :show_id
     ), booking AS (
@@ -263,7 +378,8 @@ _RECORD = text("""
                :payment_method, :pending, false, :idempotency_key, :fingerprint, 1, :now, :now,
                :category, CAST(:seats AS varchar[]), CASE WHEN show.queued THEN CAST(:admission_id AS varchar) END
         FROM show
-        WHERE show.starts_at > :now AND (show.on_sale_at IS NULL OR show.on_sale_at <= :now)
+        WHERE show.starts_at > :now AND show.cancelled_at IS NULL
+          AND (show.on_sale_at IS NULL OR show.on_sale_at <= :now)
           AND show.seating = :seating AND (NOT show.queued OR :admission_id IS NOT NULL)
         -- a repeated Idempotency-Key, or an admission that already backs a live booking
         ON CONFLICT DO NOTHING
@@ -281,7 +397,8 @@ _RECORD = text("""
         FROM booking, show
     )
     SELECT show.id IS NOT NULL AS show_exists, show.starts_at > :now AS sales_open,
-           show.on_sale_at IS NULL OR show.on_sale_at <= :now AS on_sale, show.seating, show.queued,
+           show.on_sale_at IS NULL OR show.on_sale_at <= :now AS on_sale, show.cancelled_at IS NOT NULL AS cancelled,
+           show.seating, show.queued,
            booking.seq, booking.amount
     FROM (SELECT 1) AS one LEFT JOIN show ON true LEFT JOIN booking ON true
 """)
@@ -317,6 +434,8 @@ def record_booking(customer_id: str, show_id: str, qty: int, payment_method: str
     }).one()
     if not row.show_exists:
         raise InvalidInput("show does not exist", {"show_id": ["unknown show"]})
+    if row.cancelled:
+        raise Conflict("the show was cancelled")
     if not row.sales_open:
         raise Conflict("sales for this show are closed")
     if not row.on_sale:

@@ -24,6 +24,11 @@ harness. Every check is a read: running it never changes anything.
   by an admission let in by one of its own customer and show that was admitted.
 - the door (SPEC §10): no ticket is CHECKED_IN on a booking that is not PAID (a check-in and a
   cancel both happened), and none without the signed QR it was admitted with.
+- cancelled shows (SPEC §11): none of their bookings is live and none of their tickets is valid;
+  their money is checked as every booking's (refunded in full: captured - refunded = the fees of
+  parts cancelled before).
+- partial cancels (SPEC §11): a PAID booking keeps its amount plus the fees of its parts cancelled,
+  and shows what was refunded for them; one whose part's refund is due counts as stuck.
 """
 from __future__ import annotations
 
@@ -187,12 +192,24 @@ def expected_balance(status: str, amount: int, cancellation_fee: int = 0) -> int
     return 0
 
 
-def fee_agrees(status: str, amount: int, cancellation_fee: int) -> bool:
-    """A cancellation fee is within the booking's amount, and only a cancel (or, once partial
-    cancels exist, a PAID booking) carries one."""
-    if not 0 <= cancellation_fee <= amount:
+def fee_agrees(status: str, charged: int, cancellation_fee: int) -> bool:
+    """A cancellation fee is within what was charged for the booking, and only a cancel (whole,
+    or of a part of a PAID booking) carries one."""
+    if not 0 <= cancellation_fee <= charged:
         return False
     return cancellation_fee == 0 or status in (BookingStatus.CANCELLED, BookingStatus.PAID)
+
+
+def refund_shown(status: str, payment_status: str, charged: int, amount: int, fee: int, refunded_amount: int) -> bool:
+    """A booking shows what its refunds gave back (SPEC §11): a settled cancel of captured money
+    all it was charged less its fees; a PAID booking whose parts were cancelled, what was charged
+    less its amount and fees. (The gateway's own refunds may be more: a stray extra capture,
+    given back too.)"""
+    if status == BookingStatus.CANCELLED and payment_status == PaymentStatus.REFUNDED:
+        return refunded_amount == charged - fee
+    if status == BookingStatus.PAID and charged > 0:
+        return refunded_amount == charged - amount - fee
+    return True
 
 
 def booking_money_report(ledger: dict, *, only_problems: bool = False) -> list[dict]:
@@ -202,23 +219,20 @@ def booking_money_report(ledger: dict, *, only_problems: bool = False) -> list[d
     """
     rows = db.session.execute(
         select(Booking.id, Booking.status, Booking.amount, Booking.cancellation_fee, Booking.refunded_amount,
-               Payment.status)
+               Payment.status, Payment.amount)
         .join(Payment, Payment.booking_id == Booking.id)
         .where(Booking.status.in_(list(FINAL_STATUSES))).order_by(Booking.seq)
     ).all()
     report = []
-    for booking_id, status, amount, fee, refunded_amount, payment_status in rows:
+    for booking_id, status, amount, fee, refunded_amount, payment_status, charged in rows:
         entry = ledger.get(booking_id) or {"captured": 0, "refunded": 0}
         captured, refunded = int(entry["captured"] or 0), int(entry["refunded"] or 0)
         expected = expected_balance(status, amount, fee)
-        # A settled cancel of captured money shows what it gave back: the amount less the fee
-        # (SPEC §11). (The gateway's own refunds may be more: a stray extra capture, given back too.)
-        refund_shown = (status != BookingStatus.CANCELLED or payment_status != PaymentStatus.REFUNDED
-                        or refunded_amount == amount - fee)
         row = {"booking_id": booking_id, "status": status, "payment_status": payment_status,
                "amount": amount, "cancellation_fee": fee, "refunded_amount": refunded_amount,
                "captured": captured, "refunded": refunded, "expected": expected,
-               "agrees": captured - refunded == expected and fee_agrees(status, amount, fee) and refund_shown}
+               "agrees": (captured - refunded == expected and fee_agrees(status, charged, fee)
+                          and refund_shown(status, payment_status, charged, amount, fee, refunded_amount))}
         if not only_problems or not row["agrees"]:
             report.append(row)
     return report
@@ -237,7 +251,7 @@ def mypage_mismatches() -> list[str]:
     query = (
         select(Booking.id)
         .join(Payment, Payment.booking_id == Booking.id)
-        .join(Ticket, Ticket.booking_id == Booking.id)
+        .join(Ticket, (Ticket.booking_id == Booking.id) & Ticket.superseded_at.is_(None))
         .join(Show, Show.id == Booking.show_id)
         .outerjoin(MyPageEntry, MyPageEntry.booking_id == Booking.id)
         .where(
@@ -265,9 +279,25 @@ def unsettled_bookings() -> list[str]:
     after a lost message) has work left; its money is checked once that is done."""
     return list(db.session.scalars(
         select(Booking.id).join(Payment, Payment.booking_id == Booking.id)
-        .where(Booking.status.not_in(list(FINAL_STATUSES)) | Payment.status.in_(MONEY_MOVING))
+        .where(Booking.status.not_in(list(FINAL_STATUSES)) | Payment.status.in_(MONEY_MOVING)
+               # a PAID booking whose cancelled part is still to be refunded (SPEC §11)
+               | ((Booking.status == BookingStatus.PAID)
+                  & (Payment.amount > Booking.amount + Booking.cancellation_fee + Booking.refunded_amount)))
         .order_by(Booking.seq)
     ))
+
+
+def cancelled_show_report() -> dict[str, list]:
+    """Cancelled shows (SPEC §11): no booking of one is live (PENDING, CONFIRMED, PAID) once its
+    fan-out is done, and every ticket of one is VOID."""
+    cancelled = select(Show.id).where(Show.cancelled_at.is_not(None))
+    live = list(db.session.scalars(
+        select(Booking.id).where(Booking.show_id.in_(cancelled), Booking.status.in_(
+            [BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.PAID])).order_by(Booking.seq)))
+    tickets = list(db.session.scalars(
+        select(Ticket.booking_id).join(Booking, Booking.id == Ticket.booking_id)
+        .where(Booking.show_id.in_(cancelled), Ticket.status != TicketStatus.VOID).order_by(Ticket.booking_id)))
+    return {"cancelled_show_live": live, "cancelled_show_tickets_valid": tickets}
 
 
 def missing_bookings(accepted_ids) -> list[str]:
@@ -293,6 +323,7 @@ class Report:
     seats: dict = field(default_factory=dict)  # seat_report()
     queue: dict = field(default_factory=dict)  # queue_report()
     door: dict = field(default_factory=dict)  # door_report()
+    cancelled_shows: dict = field(default_factory=dict)  # cancelled_show_report()
 
     @property
     def oversold(self) -> int:
@@ -327,6 +358,7 @@ class Report:
             **{name: len(found) for name, found in self.seats.items()},
             **{name: len(found) for name, found in self.queue.items()},
             **{name: len(found) for name, found in self.door.items()},
+            **{name: len(found) for name, found in self.cancelled_shows.items()},
         }
 
     @property
@@ -352,6 +384,7 @@ def check(gateway, accepted_ids=()) -> Report:
         seats=seat_report(),
         queue=queue_report(),
         door=door_report(),
+        cancelled_shows=cancelled_show_report(),
     )
     # A charge at the gateway for a reference we have no booking for is money taken without a hold.
     known = set(db.session.scalars(select(Booking.id)))

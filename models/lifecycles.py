@@ -83,6 +83,8 @@ BOOKING = Lifecycle("booking", B.PENDING, {
     "expire": ({B.CONFIRMED}, B.EXPIRED),                # hold deadline passed: seats back
     "withdraw": ({B.PENDING}, B.CANCELLED),              # cancelled before any seat was held
     "start_cancel": ({B.CONFIRMED, B.PAID}, B.CANCELLING),
+    # Part of a paid booking given back (SPEC §11): still PAID, for fewer seats.
+    "cancel_part": ({B.PAID}, B.PAID),
     "finish_cancel": ({B.CANCELLING}, B.CANCELLED),      # refund settled: seats back
 })
 
@@ -131,6 +133,8 @@ TICKET = Lifecycle("ticket", T.NOT_ISSUABLE, {
     "check_in": ({T.ISSUED}, T.CHECKED_IN),              # admitted at the door (SPEC §10)
     # Cancelled or refunded. A CHECKED_IN ticket was used: its booking cannot be cancelled.
     "void": ({T.NOT_ISSUABLE, T.ISSUABLE, T.ISSUED, T.VOID}, T.VOID),
+    # The show was cancelled (SPEC §11): all its tickets are void, used ones too.
+    "void_with_show": ({T.NOT_ISSUABLE, T.ISSUABLE, T.ISSUED, T.CHECKED_IN, T.VOID}, T.VOID),
 })
 
 

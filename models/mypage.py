@@ -51,7 +51,7 @@ _PROJECT_IDS = text("""
         FROM bookings AS b
         JOIN shows AS s ON s.id = b.show_id
         JOIN payments AS p ON p.booking_id = b.id
-        JOIN tickets AS t ON t.booking_id = b.id
+        JOIN tickets AS t ON t.booking_id = b.id AND t.superseded_at IS NULL
         WHERE b.id = ANY(CAST(:ids AS varchar[]))
     ), written AS (
         INSERT INTO mypage_entries (booking_id, customer_id, show_id, show_title, venue, starts_at, qty,

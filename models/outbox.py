@@ -19,6 +19,7 @@ class OutboxMessage(db.Model):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     task: Mapped[str] = mapped_column(String(64))
+    # The step's subject: a booking's id (for shows.cancel, the fan-out of a cancelled show, its show's).
     booking_id: Mapped[str] = mapped_column(String(36))
     # Published as a message of its own, not grouped with others of its step: a batch handing a
     # booking over, so that it retries (or fails) on its own.

@@ -43,8 +43,10 @@ class Payment(MovesByLifecycle, db.Model):
         return f"charge:{self.booking_id}"
 
     @staticmethod
-    def refund_key(charge_id: str) -> str:
-        return f"refund:{charge_id}"
+    def refund_key(charge_id: str, keep: int = 0) -> str:
+        """The key of the refund that leaves `keep` of the charge captured: one per target, so a
+        retry replays its refund, and each part cancel (keeping less each time) gets its own."""
+        return f"refund:{charge_id}" if keep == 0 else f"refund:{charge_id}:keep:{keep}"
 
     lifecycle = PAYMENT
 
@@ -131,11 +133,21 @@ def settle_refund(booking, captured_any: bool) -> None:
     if booking.payment.needs_refund_check:
         booking.payment.settle_refund(captured_any)
         if captured_any:
-            booking.refunded_amount = booking.payment.amount - booking.cancellation_fee
+            booking.refunded_amount = booking.payment.amount - booking.keeps
     if booking.status == BookingStatus.CANCELLING:
         booking.finish_cancel()  # its seats go back
     if booking.payment.status == PaymentStatus.REFUNDED:
         booking.ticket.void()
+
+
+def settle_part_refund(booking, kept: int) -> None:
+    """The gateway holds no more than `kept` of a PAID booking's charge, after part of it was
+    cancelled (SPEC §11): the booking shows what was given back. (A part cancelled since asks
+    for a refund step of its own, and that one shows the rest.)"""
+    refunded = booking.payment.amount - kept
+    if refunded > booking.refunded_amount:
+        booking.refunded_amount = refunded
+        booking.touch()
 
 
 # -- reconciliation (payments.reconcile) ------------------------------------------------------
@@ -177,20 +189,21 @@ class ReconciledRefund(db.Model):
 
 
 def may_keep(booking_status: str, legit_charge_id: str | None, charge_id: str, charge_amount: int,
-             cancellation_fee: int) -> int | None:
+             cancellation_fee: int, amount: int) -> int | None:
     """How much of this captured charge a booking may keep, or None while the booking is not
     final (its charge about to settle, its refund under way: not ours to judge).
 
-    Only a booking's own charge (the one its payment recorded) is kept from: whole by a PAID
-    booking, its cancellation fee by a CANCELLED one (SPEC §11); anything else captured for it,
-    or for a booking in any other final state, goes back.
+    Only a booking's own charge (the one its payment recorded) is kept from: by a PAID booking its
+    amount and the fees of any part cancelled, by a CANCELLED
+    one its cancellation fees (SPEC §11); anything else captured for it, or for a booking in any
+    other final state, goes back.
     """
     if booking_status not in FINAL_STATUSES:
         return None
     if legit_charge_id != charge_id:
         return 0
     if booking_status == BookingStatus.PAID:
-        return charge_amount
+        return min(amount + cancellation_fee, charge_amount)
     if booking_status == BookingStatus.CANCELLED:
         return min(cancellation_fee, charge_amount)
     return 0

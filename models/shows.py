@@ -21,6 +21,11 @@ class SeatsUnlocked(RuntimeError):
     A unit of work takes that lock (services/unit_of_work.py), shows before bookings."""
 
 
+class ShowStatus(StrEnum):
+    SCHEDULED = "SCHEDULED"
+    CANCELLED = "CANCELLED"
+
+
 class Seating(StrEnum):
     GENERAL = "general"
     RESERVED = "reserved"
@@ -55,6 +60,9 @@ class Show(db.Model):
     on_sale_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # SPEC §11: [{hours_before, fee_percent}] in descending hours_before (None: cancelling is free).
     cancellation_policy: Mapped[list | None] = mapped_column(JSONB)
+    # SPEC §11: cancelled by an admin. No booking or queue join is taken from then on, and every
+    # live booking is cancelled and refunded in full in the background (services/show_cancel.py).
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
 
@@ -79,12 +87,34 @@ class Show(db.Model):
     def on_sale(self, now: datetime | None = None) -> bool:
         return self.on_sale_at is None or (now or utc_now()) >= self.on_sale_at
 
+    @property
+    def cancelled(self) -> bool:
+        return self.cancelled_at is not None
+
+    @property
+    def status(self) -> str:
+        return ShowStatus.CANCELLED if self.cancelled else ShowStatus.SCHEDULED
+
+    def started(self, now: datetime | None = None) -> bool:
+        return (now or utc_now()) >= self.starts_at
+
     def sales_open(self, now: datetime | None = None) -> bool:
-        return (now or utc_now()) < self.starts_at
+        return not self.cancelled and not self.started(now)
 
     def cancellation_fee(self, amount: int, now: datetime | None = None) -> int:
-        """What cancelling `amount` at `now` costs under the policy in force (SPEC §11)."""
+        """What cancelling `amount` at `now` costs under the policy in force (SPEC §11); nothing
+        once the show itself is cancelled."""
+        if self.cancelled:
+            return 0
         return cancellation_fee(self.cancellation_policy, self.starts_at, amount, now or utc_now())
+
+    def cancel(self, now: datetime) -> bool:
+        """Cancel the show (its lock is held). Returns False if it was cancelled already."""
+        self._check_locked()
+        if self.cancelled:
+            return False
+        self.cancelled_at = now
+        return True
 
     def category(self, name: str) -> "ShowCategory | None":
         return next((category for category in self.categories if category.name == name), None)

@@ -1,10 +1,14 @@
 """Tickets: what a paid booking lets the customer present at the door, and its check-in there
 (SPEC §10). An issued ticket carries `qr`, signed with its show's check-in key
-(models/checkin_keys.py); checking it in is a move of its lifecycle (ISSUED -> CHECKED_IN)."""
+(models/checkin_keys.py); checking it in is a move of its lifecycle (ISSUED -> CHECKED_IN).
+
+A booking has one current ticket (`Booking.ticket`). A partial cancel (SPEC §11) voids it and
+makes a new one for the rest: the old row stays, VOID and superseded, so its QR is refused at
+the door and the check-in list names it void."""
 import secrets
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Identity, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.database import db, new_id, utc_now
@@ -19,10 +23,13 @@ class Ticket(MovesByLifecycle, db.Model):
         CheckConstraint("status <> 'ISSUED' OR (issued_at IS NOT NULL AND code IS NOT NULL)", name="issued_has_code"),
         CheckConstraint("status <> 'CHECKED_IN' OR (checked_in_at IS NOT NULL AND qr IS NOT NULL)",
                         name="checked_in_has_time"),
+        CheckConstraint("superseded_at IS NULL OR status = 'VOID'", name="superseded_is_void"),
+        # One current ticket per booking; those a partial cancel replaced are kept beside it.
+        Index("uq_tickets_current", "booking_id", unique=True, postgresql_where=text("superseded_at IS NULL")),
     )
 
-    # One ticket per booking: the booking id is the key.
-    booking_id: Mapped[str] = mapped_column(ForeignKey("bookings.id"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    booking_id: Mapped[str] = mapped_column(ForeignKey("bookings.id"))
     status: Mapped[str] = mapped_column(String(16), default=TicketStatus.NOT_ISSUABLE)
     code: Mapped[str | None] = mapped_column(String(32), unique=True)
     issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -31,6 +38,8 @@ class Ticket(MovesByLifecycle, db.Model):
     qr: Mapped[str | None] = mapped_column(Text)
     checked_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     checkin_gate: Mapped[str | None] = mapped_column(String(64))
+    # Replaced by a new ticket when part of the booking was cancelled (this one is VOID then).
+    superseded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     booking: Mapped["Booking"] = relationship(back_populates="ticket")  # noqa: F821
 
@@ -98,3 +107,12 @@ class Ticket(MovesByLifecycle, db.Model):
     def void(self) -> None:
         """Never issuable again: the booking was cancelled or its payment refunded."""
         self._move("void")
+
+    def void_with_show(self) -> None:
+        """The show was cancelled: every ticket is void, even one used at the door already."""
+        self._move("void_with_show")
+
+    def supersede(self, at: datetime) -> None:
+        """Part of the booking was cancelled: this ticket is void, and a new one stands for the rest."""
+        self.void()
+        self.superseded_at = at

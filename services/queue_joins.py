@@ -29,7 +29,7 @@ from flask import Flask
 from sqlalchemy import text
 
 from models import db
-from models.errors import NotFound
+from models.errors import Conflict, NotFound
 from observability.metrics import QUEUE_JOIN_BATCHES, QUEUE_JOINS_WRITTEN
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ _INSERT = text("""
                                CAST(:joined AS timestamptz[])) WITH ORDINALITY AS j(id, show_id, customer_id, joined_at, n)
           ORDER BY n) AS joins
     JOIN waiting_rooms AS room ON room.show_id = joins.show_id
-    JOIN shows AS show ON show.id = joins.show_id
+    JOIN shows AS show ON show.id = joins.show_id AND show.cancelled_at IS NULL
     ON CONFLICT (show_id, customer_id) DO NOTHING
     RETURNING id
 """)
@@ -104,7 +104,7 @@ class JoinWriter:
                     break
             try:
                 with self.app.app_context():
-                    written = _write(batch)
+                    written, cancelled = _write(batch)
             except Exception as error:  # the database is away: these joins fail, the next batch tries again
                 log.warning("could not write %d queue joins: %r", len(batch), error)
                 for join in batch:
@@ -114,13 +114,20 @@ class JoinWriter:
             QUEUE_JOINS_WRITTEN.inc(len(batch))
             for join in batch:
                 found = written.get((join.show_id, join.customer_id))
-                if found is None:
+                if found is None and join.show_id in cancelled:
+                    join.written.set_exception(Conflict("the show was cancelled"))
+                elif found is None:
                     join.written.set_exception(NotFound("this show has no waiting room"))
                 else:
                     join.written.set_result(found)
 
 
-def _write(batch: list[_Join]) -> dict[tuple[str, str], Written]:
+_CANCELLED = text("SELECT id FROM shows WHERE id = ANY(:shows) AND cancelled_at IS NOT NULL")
+
+
+def _write(batch: list[_Join]) -> tuple[dict[tuple[str, str], Written], set[str]]:
+    """Write a batch of joins; returns what each customer's entry is now, and which of the shows
+    were cancelled (a show cancel locks the room FOR UPDATE, so a batch after it sees it: SPEC §11)."""
     try:
         shows = [join.show_id for join in batch]
         customers = [join.customer_id for join in batch]
@@ -129,13 +136,14 @@ def _write(batch: list[_Join]) -> dict[tuple[str, str], Written]:
             "ids": [join.entry_id for join in batch], "shows": shows, "customers": customers,
             "joined": [join.joined_at for join in batch]}))
         rows = db.session.execute(_READ, {"shows": shows, "customers": customers}).all()
+        cancelled = set(db.session.scalars(_CANCELLED, {"shows": sorted(set(shows))})) if len(created) < len(batch) else set()
         db.session.commit()
     finally:
         db.session.remove()
     return {(row.show_id, row.customer_id): Written(row.id, row.show_id, row.customer_id, row.state, row.early,
                                                     row.draw_rank, row.arrival_seq, row.admitted_until,
                                                     row.id in created)
-            for row in rows}
+            for row in rows}, cancelled
 
 
 _writers_lock = threading.Lock()

@@ -111,21 +111,21 @@ def _reconcile_page() -> tuple[int, int, bool] | None:
     return len(page.charges), refunded, page.has_more
 
 
-def _bookings_of(references) -> dict[str, tuple[str, str | None, int]]:
-    """Booking id -> (status, the charge id its payment recorded, its cancellation fee)."""
+def _bookings_of(references) -> dict[str, tuple[str, str | None, int, int]]:
+    """Booking id -> (status, the charge id its payment recorded, its cancellation fees, its amount)."""
     if not references:
         return {}
-    return {booking_id: (status, charge_id, fee) for booking_id, status, charge_id, fee in db.session.execute(
-        select(Booking.id, Booking.status, Payment.charge_id, Booking.cancellation_fee)
+    return {booking_id: (status, charge_id, fee, amount) for booking_id, status, charge_id, fee, amount in db.session.execute(
+        select(Booking.id, Booking.status, Payment.charge_id, Booking.cancellation_fee, Booking.amount)
         .join(Payment, Payment.booking_id == Booking.id)
         .where(Booking.id.in_(list(references))))}
 
 
-def _judge(charge, booking_status: str, legit_charge_id: str | None, fee: int) -> tuple[int, bool]:
+def _judge(charge, booking_status: str, legit_charge_id: str | None, fee: int, amount: int) -> tuple[int, bool]:
     """Refund what of a capture its booking should not hold (a cancelled booking keeps its fee).
     Returns (1 if this run made a refund, whether to watch the charge: its booking not final
     yet, or the refund refused). The caller commits."""
-    keep = may_keep(booking_status, legit_charge_id, charge.id, charge.amount, fee)
+    keep = may_keep(booking_status, legit_charge_id, charge.id, charge.amount, fee, amount)
     if keep is None:
         return 0, True
     if charge.amount - charge.refunded_amount <= keep:
@@ -158,17 +158,17 @@ def _reconcile_watched() -> int:
     if cursor is None:
         return 0
     rows = db.session.execute(
-        select(WatchedCharge.charge_id, Booking.status, Payment.charge_id, Booking.cancellation_fee)
+        select(WatchedCharge.charge_id, Booking.status, Payment.charge_id, Booking.cancellation_fee, Booking.amount)
         .join(Booking, Booking.id == WatchedCharge.booking_id).join(Payment, Payment.booking_id == Booking.id)
         .where(Booking.status.in_(list(FINAL_STATUSES)))
         .order_by(WatchedCharge.seen_at).limit(RECONCILE_WATCH_BATCH)).all()
     refunded = 0
     try:
-        for charge_id, status, legit, fee in rows:
+        for charge_id, status, legit, fee, amount in rows:
             current = through_breaker(gateway().get_charge, charge_id)
             watch = False
             if current is not None and current.captured and current.refunded_amount < current.amount:
-                made, watch = _judge(current, status, legit, fee)
+                made, watch = _judge(current, status, legit, fee, amount)
                 refunded += made
             if not watch:
                 db.session.execute(WatchedCharge.__table__.delete().where(WatchedCharge.charge_id == charge_id))

@@ -22,6 +22,7 @@ from models.errors import Conflict, NotFound
 from models.payments import Payment, PaymentStatus
 from models.task_failures import TaskFailure
 from models.tickets import Ticket, TicketStatus
+from services import show_cancel
 from services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,10 @@ def redrive_stuck(older_than: datetime) -> int:
         ("payments.refund", _stuck([BookingStatus.CANCELLING], older_than)),
         ("payments.refund", select(Booking.id).join(Payment).where(
             Payment.status == PaymentStatus.REFUNDING, Payment.updated_at < older_than).limit(STUCK_BATCH)),
+        # A PAID booking whose part was cancelled and whose refund has not shown yet (SPEC §11).
+        ("payments.refund", select(Booking.id).join(Payment).where(
+            Booking.status == BookingStatus.PAID, Booking.cancellation_fee + Booking.amount + Booking.refunded_amount
+            < Payment.amount, Payment.amount > 0, Booking.updated_at < older_than).limit(STUCK_BATCH)),
         ("tickets.make_issuable", select(Booking.id).join(Ticket).join(Payment).where(
             Booking.status == BookingStatus.PAID, Payment.status == PaymentStatus.PAID,
             Ticket.status == TicketStatus.NOT_ISSUABLE, Booking.updated_at < older_than).limit(STUCK_BATCH)),
@@ -53,6 +58,9 @@ def redrive_stuck(older_than: datetime) -> int:
             ids = db.session.scalars(query).all()
             uow.then(step, ids)
             count += len(ids)
+        shows = show_cancel.shows_to_finish(older_than)  # a cancelled show's fan-out (its id is the step's)
+        uow.then(show_cancel.STEP, shows)
+        count += len(shows)
         uow.commit()
     if count:
         log.info("re-drove %d stuck step(s)", count)

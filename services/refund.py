@@ -7,11 +7,12 @@ refund first voids the charge's idempotency key, and the gateway answers for goo
 that key recorded, refunded if captured, or "voided": nothing was taken, and nothing under that
 key ever will be). No clock decides anything about money.
 
-A cancelled PAID booking keeps its cancellation fee (SPEC §11, fixed when the cancel was asked
-for): its own charge is refunded down to the fee, never below, however often the step runs.
-The amount is worked out from the gateway's answer each time (what is left minus the fee), so a
-retry after a refund that went through finds nothing left to give back; a fee of 100% gives
-nothing back and calls no refund at all.
+A booking keeps part of its own charge (SPEC §11): a cancelled one its cancellation fees, a PAID
+one whose part was cancelled its amount and fees (`Booking.keeps`). The charge is refunded down
+to that, never below, however often the step runs. The amount is worked out from the gateway's
+answer each time (what is left minus what is kept), under a key named by what is kept, so a
+retry after a refund that went through finds nothing left to give back, and two part cancels
+never share a key; a fee of 100% gives nothing back and calls no refund at all.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from gateway.breaker import through_breaker
 from gateway.client import GatewayClient, GatewayRejected, GatewayUnavailable, Refund
 from models import db
 from models.bookings import Booking, BookingStatus, read_bookings
-from models.payments import FREE_CHARGE_ID, Payment, settle_refund
+from models.payments import FREE_CHARGE_ID, Payment, settle_part_refund, settle_refund
 from services.batches import Batch
 from services.errors import StepNotReady
 from services.overload import defer_if_overloaded, measure
@@ -51,8 +52,13 @@ def refund(booking_ids: list[str]) -> str:
     through_gateway = []
     bookings = read_bookings(batch.ids)
     batch.note_missing(bookings)
+    part_refunds = {}      # booking id -> what its charge keeps, for a PAID booking whose part was cancelled
     for booking in bookings:
-        if booking.status in (BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.PAID):
+        if booking.status == BookingStatus.PAID and booking.refund_owed:
+            # Part of it was cancelled: its charge, captured, is refunded down to what it keeps.
+            part_refunds[booking.id] = booking.keeps
+            through_gateway.append((booking.id, None, (booking.payment.charge_id, booking.keeps)))
+        elif booking.status in (BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.PAID):
             batch.note(booking.id, f"nothing to refund ({booking.status})")
         elif booking.status != BookingStatus.CANCELLING and not booking.payment.needs_refund_check:
             batch.note(booking.id, "already settled")
@@ -81,6 +87,11 @@ def refund(booking_ids: list[str]) -> str:
     with UnitOfWork() as uow:
         settled = uow.lock_with_shows(captured)
         for booking in settled:
+            if booking.id in part_refunds:
+                if booking.status == BookingStatus.PAID:  # else cancelled meanwhile: its own refund settles it
+                    settle_part_refund(booking, part_refunds[booking.id])
+                batch.note(booking.id, "part refunded")
+                continue
             settle_refund(booking, captured[booking.id])
             batch.note(booking.id, "refunded" if captured[booking.id] else "nothing was captured")
         batch.record_hand_over(uow)
@@ -89,9 +100,9 @@ def refund(booking_ids: list[str]) -> str:
 
 
 def _keeps(booking: Booking) -> tuple[str, int] | None:
-    """(its own charge, the fee kept from it) for a cancel that costs a fee; None: all goes back."""
+    """(its own charge, the fees kept from it) for a cancel that costs a fee; None: all goes back."""
     if booking.status == BookingStatus.CANCELLING and booking.cancellation_fee > 0 and booking.payment.charge_id:
-        return booking.payment.charge_id, booking.cancellation_fee
+        return booking.payment.charge_id, booking.keeps
     return None
 
 
@@ -130,7 +141,7 @@ def refund_rest(charge, keep: int = 0) -> Refund | None:
         return None
     try:
         return gateway().refund(charge_id=charge.id, amount=amount,
-                                idempotency_key=Payment.refund_key(charge.id))
+                                idempotency_key=Payment.refund_key(charge.id, keep))
     except GatewayRejected as error:
         if error.code == "nothing_to_refund":
             return None  # given back in the meantime

@@ -83,6 +83,8 @@ def change_show(show_id: str, changes: dict) -> Show:
     _policy(changes)
     with UnitOfWork() as uow:
         show = uow.lock_shows([show_id])[show_id]
+        if show.cancelled:
+            raise Conflict("the show was cancelled: it does not change any more")
         waiting_room.check_sale_change(show, changes)
         if room is not None:
             waiting_room.configure(show, room, utc_now())

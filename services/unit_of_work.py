@@ -100,8 +100,13 @@ class UnitOfWork:
         self.lock_shows(self.session.scalars(select(Booking.show_id).where(Booking.id.in_(ids)).distinct()))
         return self.lock_bookings(ids)
 
-    def lock_booking(self, booking_id: str, *, owner_id: str | None = None) -> Booking:
-        """Lock one booking; with owner_id, another customer's booking is reported missing."""
+    def lock_booking(self, booking_id: str, *, owner_id: str | None = None, with_show: bool = False) -> Booking:
+        """Lock one booking (with_show: its show first, for a move that gives seats back); with
+        owner_id, another customer's booking is reported missing."""
+        if with_show:
+            show_id = self.session.scalar(select(Booking.show_id).where(Booking.id == booking_id))
+            if show_id is not None:  # else no such booking: the read below says so
+                self.lock_shows([show_id])
         self._bookings_locked = True
         return get_customer_booking(booking_id, owner_id, for_update=True)
 

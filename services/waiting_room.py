@@ -80,6 +80,7 @@ class _Facts:
     on_sale_at: datetime | None
     sold_out: bool
     admit_per_minute: int | None
+    cancelled: bool = False
 
 
 _facts: dict[str, tuple[float, _Facts]] = {}
@@ -91,12 +92,14 @@ def _facts_of(show_id: str) -> _Facts:
         return cached[1]
     with _database_or_unavailable():
         row = db.session.execute(
-            select(Show.starts_at, Show.on_sale_at, Show.remaining, WaitingRoom.show_id, WaitingRoom.admit_per_minute)
+            select(Show.starts_at, Show.on_sale_at, Show.remaining, WaitingRoom.show_id, WaitingRoom.admit_per_minute,
+                   Show.cancelled_at)
             .outerjoin(WaitingRoom, WaitingRoom.show_id == Show.id).where(Show.id == show_id)).one_or_none()
         db.session.rollback()  # a read: end its transaction now, not at the end of the request
     if row is None:
         raise NotFound("show not found")
-    facts = _Facts(row[3] is not None, row.starts_at, row.on_sale_at, row.remaining == 0, row.admit_per_minute)
+    facts = _Facts(row[3] is not None, row.starts_at, row.on_sale_at, row.remaining == 0, row.admit_per_minute,
+                   row.cancelled_at is not None)
     if len(_facts) > 1024:
         _facts.clear()
     _facts[show_id] = (time.monotonic() + FACTS_TTL_S, facts)
@@ -177,6 +180,8 @@ def join(customer_id: str, show_id: str) -> tuple[EntryView, bool]:
         existing = None
     if existing is not None:
         return status(existing, customer_id), False
+    if facts.cancelled:
+        raise Conflict("the show was cancelled")
     if now >= facts.starts_at:
         raise Conflict("sales for this show are closed")
     if facts.sold_out:
@@ -308,11 +313,11 @@ def stats(show_id: str) -> dict:
 def admit_due(now: datetime | None = None, *, only: list[str] | None = None) -> int:
     """One run of the admission job; returns how many it admitted. Rooms of shows whose sale is
     open are drawn (once) and admit what came due; every room of a show still to come gets its
-    index rebuilt if Redis lost it. `now` fixes the clock (tests); else each phase reads it."""
+    index rebuilt if Redis lost it; a cancelled show's room admits no one. `now` fixes the clock (tests); else each phase reads it."""
     clock = (lambda: now) if now is not None else utc_now
     started = clock()
     query = (select(WaitingRoom.show_id, Show.on_sale_at).join(Show, Show.id == WaitingRoom.show_id)
-             .where(Show.starts_at > started).order_by(WaitingRoom.show_id))
+             .where(Show.starts_at > started, Show.cancelled_at.is_(None)).order_by(WaitingRoom.show_id))
     if only is not None:
         query = query.where(WaitingRoom.show_id.in_(only))
     rooms = db.session.execute(query).all()

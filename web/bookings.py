@@ -42,6 +42,22 @@ class BookingRequestSchema(Schema):
             raise ValidationError("a seat is listed twice", "seats")
 
 
+class CancelRequestSchema(Schema):
+    """No body: the whole booking. `qty` (general admission) or `seats` (reserved): that part of a
+    PAID booking (SPEC §11)."""
+    qty = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_QTY),
+                         metadata={"description": "general admission: how many of the booking's seats to give back"})
+    seats = fields.List(Text(validate=validate.Length(min=1, max=32)), validate=validate.Length(min=1, max=MAX_QTY),
+                        metadata={"description": "reserved seating: which of the booking's seats to give back"})
+
+    @validates_schema
+    def _one_form(self, data, **_):
+        if "seats" in data and "qty" in data:
+            raise ValidationError("either qty or seats", "seats")
+        if "seats" in data and len(set(data["seats"])) != len(data["seats"]):
+            raise ValidationError("a seat is listed twice", "seats")
+
+
 class BookedSeatSchema(Schema):
     id = fields.String()
     section = fields.String()
@@ -141,15 +157,23 @@ class BookingById(MethodView):
 @blp.route("/<booking_id>/cancel")
 class BookingCancel(MethodView):
     @login_required()
+    @blp.arguments(CancelRequestSchema, required=False)
     @blp.response(202, BookingSchema)
-    @documented_errors(blp, 401, e404="No such booking, or not yours",
-                       e409="Nothing to cancel (rejected, failed, expired), the show started, or the "
-                            "ticket was checked in")
+    @documented_errors(blp, 400, 401, e404="No such booking, or not yours",
+                       e409="Nothing to cancel (rejected, failed, expired), the show started, the ticket "
+                            "was checked in, or a part asked of a booking that is not PAID",
+                       e422="A part that is not the booking's (unknown seats, qty out of range)")
     @blp.doc(security=BEARER)
-    def post(self, booking_id):
-        """Cancel a booking: its ticket is void at once; refund and seat release follow"""
+    def post(self, body, booking_id):
+        """Cancel a booking, or part of a paid one (SPEC §11)
+
+        Whole (no body): its ticket is void at once; refund and seat release follow. In part
+        (`qty` or `seats`): those seats go back at once and the booking stays PAID with the rest
+        (its qty, seats and amount now describe the rest); the part's amount less its fee is
+        refunded, and a new ticket for the rest is ISSUABLE (issue it again for a new QR).
+        """
         note_booking(booking_id)
-        return cancel_service.cancel(booking_id, owner_filter())
+        return cancel_service.cancel(booking_id, owner_filter(), qty=body.get("qty"), seats=body.get("seats"))
 
 
 @blp.route("/<booking_id>/ticket")

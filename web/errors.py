@@ -123,7 +123,8 @@ def init_app(app: Flask, api) -> None:
         if operation is None:
             return None  # not an API operation (docs, spec, assets)
         allowed, takes_json = operation
-        if takes_json and not request.is_json:
+        if takes_json and not request.is_json and (takes_json == "required" or request.content_length
+                                                   or request.headers.get("Transfer-Encoding")):
             # Without this a form or text body reads as "no fields" and gets a misleading 422.
             return error_body(415, "the request body must be JSON (Content-Type: application/json)"), 415
         unknown = sorted(set(request.args) - allowed)
@@ -164,7 +165,7 @@ def _unique_violation(error: IntegrityError) -> str | None:
 
 def _operations(app: Flask, api) -> dict:
     """(flask rule, method) -> (the query parameter names its OpenAPI operation declares,
-    whether it reads a JSON request body)."""
+    whether it reads a JSON request body: "required", "optional" or False)."""
     cached = app.extensions.get("api_operations")
     if cached is None:
         import re
@@ -177,7 +178,10 @@ def _operations(app: Flask, api) -> dict:
                     continue
                 names = {p.get("name") for p in [*shared, *operation.get("parameters", [])]
                          if isinstance(p, dict) and p.get("in") == "query"}
-                takes_json = "application/json" in operation.get("requestBody", {}).get("content", {})
+                body = operation.get("requestBody", {})
+                # An optional body (POST /bookings/{id}/cancel) may be left out altogether.
+                takes_json = "application/json" in body.get("content", {}) and (
+                    "required" if body.get("required") else "optional")
                 cached[(rule, method)] = (names, takes_json)
                 if method == "get":
                     cached[(rule, "head")] = (names, False)

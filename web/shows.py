@@ -14,6 +14,7 @@ from models.shows import MAX_POLICY_RULES, Show, get_show
 from models.waiting_room import MAX_ADMIT_PER_MINUTE, MAX_SESSION_MINUTES
 from models.users import Role
 from web.seat_page import seat_page
+from services import show_cancel
 from services.shows import blocked_seats, change_show, create_show
 from web.auth import BEARER, login_required
 from web.errors import documented_errors
@@ -107,6 +108,15 @@ class ShowSchema(Schema):
     waiting_room = fields.Nested(WaitingRoomSchema, allow_none=True, metadata={
         "description": "a queue in front of the sale (SPEC §9): POST /bookings then needs an Admission-Token"})
     cancellation_policy = _policy_field()
+    status = fields.String(dump_only=True, metadata={"description": "SCHEDULED, or CANCELLED (SPEC §11)"})
+    cancelled_at = fields.AwareDateTime(format="iso", dump_only=True, allow_none=True)
+    refunds = fields.Method("_refunds", dump_only=True, allow_none=True, metadata={
+        "type": "object", "nullable": True, "properties": {name: {"type": "integer"} for name in ("total", "done", "pending")},
+        "description": "a cancelled show: its bookings cancelled with it (total), those refunded and settled "
+                       "(done), and the rest (pending); null for a show not cancelled"})
+
+    def _refunds(self, show):
+        return show_cancel.get_refunds_or_none(show)
 
     @validates_schema
     def _one_kind(self, data, **_):
@@ -187,11 +197,27 @@ class ShowById(MethodView):
     @blp.arguments(ShowPatchSchema)
     @blp.response(200, ShowSchema)
     @documented_errors(blp, 400, 401, 413, 422, e403="Not an admin", e404="No such show",
-                       e409="Capacity below the seats already held, or a held or sold seat to block")
+                       e409="Capacity below the seats already held, a held or sold seat to block, or the show was cancelled")
     @blp.doc(security=BEARER)
     def patch(self, body, show_id):
         """Change a show (admin); capacity cannot drop below the seats held"""
         return change_show(show_id, body)
+
+
+@blp.route("/<show_id>/cancel")
+class ShowCancel(MethodView):
+    @login_required(Role.ADMIN)
+    @blp.response(202, ShowSchema)
+    @documented_errors(blp, 401, e403="Not an admin", e404="No such show")
+    @blp.doc(security=BEARER)
+    def post(self, show_id):
+        """Cancel a show (admin, SPEC §11)
+
+        From now on new bookings and queue joins are refused (409). Every live booking is
+        cancelled in full, without a fee, its ticket void, and refunded, in the background: watch
+        `refunds` on GET /shows/{id}. Repeating it is harmless.
+        """
+        return show_cancel.cancel_show(show_id)
 
 
 @blp.route("/<show_id>/seats")

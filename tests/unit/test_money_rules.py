@@ -37,27 +37,27 @@ def test_a_fee_is_within_the_amount_and_only_on_a_cancel():
 
 
 def test_a_paid_booking_keeps_only_its_own_charge():
-    assert may_keep(BookingStatus.PAID, "ch_own", "ch_own", 1200, 0) == 1200
-    assert may_keep(BookingStatus.PAID, "ch_own", "ch_other", 1200, 0) == 0
-    assert may_keep(BookingStatus.PAID, FREE_CHARGE_ID, "ch_any", 1200, 0) == 0  # a free booking keeps nothing
+    assert may_keep(BookingStatus.PAID, "ch_own", "ch_own", 1200, 0, 1200) == 1200
+    assert may_keep(BookingStatus.PAID, "ch_own", "ch_other", 1200, 0, 1200) == 0
+    assert may_keep(BookingStatus.PAID, FREE_CHARGE_ID, "ch_any", 1200, 0, 1200) == 0  # a free booking keeps nothing
 
 
 def test_a_cancelled_booking_keeps_its_fee_from_its_own_charge_only():
-    assert may_keep(BookingStatus.CANCELLED, "ch_own", "ch_own", 1200, 360) == 360
-    assert may_keep(BookingStatus.CANCELLED, "ch_own", "ch_own", 1200, 0) == 0
-    assert may_keep(BookingStatus.CANCELLED, "ch_own", "ch_other", 1200, 360) == 0
-    assert may_keep(BookingStatus.CANCELLED, "ch_own", "ch_own", 100, 360) == 100  # never more than the charge
+    assert may_keep(BookingStatus.CANCELLED, "ch_own", "ch_own", 1200, 360, 1200) == 360
+    assert may_keep(BookingStatus.CANCELLED, "ch_own", "ch_own", 1200, 0, 1200) == 0
+    assert may_keep(BookingStatus.CANCELLED, "ch_own", "ch_other", 1200, 360, 1200) == 0
+    assert may_keep(BookingStatus.CANCELLED, "ch_own", "ch_own", 100, 360, 100) == 100  # never more than the charge
 
 
 @pytest.mark.parametrize("status", [BookingStatus.CANCELLED, BookingStatus.EXPIRED, BookingStatus.PAYMENT_FAILED,
                                     BookingStatus.REJECTED])
 def test_a_booking_in_any_other_final_state_keeps_no_capture(status):
-    assert may_keep(status, "ch_own", "ch_own", 1200, 0) == 0
+    assert may_keep(status, "ch_own", "ch_own", 1200, 0, 1200) == 0
 
 
 @pytest.mark.parametrize("status", [BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.CANCELLING])
 def test_a_capture_on_a_booking_not_final_yet_is_not_judged(status):
-    assert may_keep(status, None, "ch_own", 1200, 0) is None
+    assert may_keep(status, None, "ch_own", 1200, 0, 1200) is None
 
 
 def test_a_payment_of_zero_is_free():

@@ -1,4 +1,4 @@
-"""python -m bench rush|scale|soak|baselines|checkins|queue [options]
+"""python -m bench rush|scale|soak|baselines|checkins|queue|show-cancel [options]
 
 rush       the on-sale rush (default 20,000 requests for 5,000 seats from 1,000 customers at 64
            connections) and the three baselines, in one run on one stack; prints a table and
@@ -19,6 +19,9 @@ queue      the waiting room (SPEC §9): 100,000 customers join one show's queue 
            minute, admissions given twice or out of queue order, and the bare JSON baseline, in one
            run on one stack. rush --queue (with or without --seated): the rush behind the waiting
            room, every customer joining, polling until admitted and booking once with its token
+show-cancel  a cancelled show (SPEC §11): --cancel-bookings PAID bookings (default 10,000) refunded
+           after POST /shows/{id}/cancel, worker-payments and worker-maintenance SIGKILLed once a
+           third are done; the time until all are refunded, and the gateway-alone baseline
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from bench import door, harness
+from bench import door, harness, show_cancel
 
 RESULTS_DIR = Path("bench-results")
 
@@ -144,6 +147,17 @@ QUEUED_RUSH_ROWS = [
 ]
 
 
+SHOW_CANCEL_ROWS = [
+    ("cores", "CPU cores"), ("workers", "Celery concurrency per worker"),
+    ("cancel_bookings", "PAID bookings of the cancelled show"),
+    ("fan_out_s", "(a) every booking cancelled (s)"), ("refund_s", "(b) every refund settled (s)"),
+    ("refunds_per_s", "refunds/s (bookings / (b))"), ("killed_at", "workers SIGKILLed at"),
+    ("refunded_not_in_full", "bookings not refunded in full, once"),
+    ("gateway_alone_refunds_per_s", "(c) the refund's gateway calls alone, refunds/s"),
+    ("refund_rate_vs_gateway_alone", "refunds/s / (c)"),
+]
+TARGETS["refunded_not_in_full"] = ("==", 0)
+
 CHECKIN_ROWS = [
     ("cores", "CPU cores"), ("concurrency", "connections"),
     ("online_tickets", "tickets checked in online"), ("online_scans", "online scans (each ticket twice)"),
@@ -162,7 +176,7 @@ CHECKIN_ROWS = [
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("rush", "baselines", "scale", "soak", "checkins", "queue"))
+    parser.add_argument("mode", choices=("rush", "baselines", "scale", "soak", "checkins", "queue", "show-cancel"))
     parser.add_argument("--requests", type=int, default=20_000, help="booking requests in the rush")
     parser.add_argument("--seats", type=int, default=5_000)
     parser.add_argument("--customers", type=int, default=None, help="default 1,000 (2,000 with --seated)")
@@ -193,6 +207,10 @@ def parse_args(argv=None):
                         help="with --seated: GETs for the bare JSON baseline and the seat page alone")
     parser.add_argument("--tickets", type=int, default=5_000, help="checkins: tickets checked in online")
     parser.add_argument("--batch-scans", type=int, default=10_000, help="checkins: scans in the offline batch")
+    parser.add_argument("--cancel-bookings", type=int, default=10_000,
+                        help="show-cancel: PAID bookings of the show cancelled")
+    parser.add_argument("--baseline-refunds", type=int, default=1_000,
+                        help="show-cancel: refunds of the gateway-alone baseline")
     parser.add_argument("--queue", action="store_true",
                         help="rush mode: the rush behind a waiting room (customers join, wait, book once when admitted)")
     parser.add_argument("--joins", type=int, default=100_000, help="queue mode: customers joining the waiting room")
@@ -242,6 +260,8 @@ def verdict(key, value, figures: dict | None = None) -> str:
 def print_table(figures: dict) -> None:
     if figures.get("checkins"):
         rows = CHECKIN_ROWS
+    elif figures.get("show_cancel"):
+        rows = SHOW_CANCEL_ROWS
     elif figures.get("queue"):
         rows = QUEUE_ROWS
     else:
@@ -298,6 +318,8 @@ def run(args) -> dict:
             figures["scale"] = scale(bench, args, workdir)
         elif args.mode == "soak":
             figures.update(soak(bench, args, workdir))
+        elif args.mode == "show-cancel":
+            figures.update(show_cancel.run(bench, args.cancel_bookings, args.baseline_refunds, args.workers))
         elif args.mode == "checkins":
             figures.update(door.run(bench, args.tickets, args.batch_scans, args.page_requests, workdir,
                                     baselines=not args.no_baselines))

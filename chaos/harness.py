@@ -13,7 +13,11 @@ and the whole stack on top with `stack.supervisor.Stack`, exactly as the run com
    general bookings get their ticket issued and scanned at the door (SPEC §10): two gates at
    once, or a gate racing the customer's cancel. Some general shows have a cancellation policy
    (SPEC §11), one of 10% and one of 100% at the run's distance from the show, so cancels of
-   paid bookings keep a fee and a 100% one gives nothing back;
+   paid bookings keep a fee and a 100% one gives nothing back; some paid bookings of two seats
+   or more give one seat back first (a partial cancel) and maybe the rest later. One more show
+   takes a share of the bookings until it is cancelled (POST /shows/{id}/cancel), a fault of the
+   schedule in the middle of the workload: from then on its bookings are refused (409) and every
+   booking it had is refunded in full in the background;
 2. meanwhile, faults on a schedule: worker processes and pool children SIGKILLed mid-task, Redis
    restarted empty, PostgreSQL restarted, the gateway driven through errors, timeouts and an outage;
 3. the faults stop; the harness waits until the system is quiet (every booking final with no
@@ -21,7 +25,9 @@ and the whole stack on top with `stack.supervisor.Stack`, exactly as the run com
 4. it checks SPEC §4 and §8 against the database and the gateway's own ledger
    (models/consistency.py), and the seat page of each reserved show against the seats of its
    live bookings, from the API, that no answered queue join was lost nor any entry admitted
-   twice, and that every cancelled booking's fee is its show's (or 0, cancelled unpaid); it prints a summary, and as its last line one JSON object. Exit
+   twice, that every cancelled booking's fee is its show's (or 0, cancelled unpaid), part by
+   part, and that the cancelled show's refunds are all done; it prints a summary, and as its
+   last line one JSON object. Exit
    status 0 only if all counts are 0 (every count the report has, whatever it adds later).
 
 Everything talks to 127.0.0.1 only; the whole run is bounded by --time-limit and stops by itself.
@@ -67,6 +73,8 @@ FEE_POLICIES = (None,
                 [{"hours_before": 168, "fee_percent": 10}, {"hours_before": 0, "fee_percent": 30}],
                 [{"hours_before": 0, "fee_percent": 100}])
 FEE_PERCENT_NOW = (0, 10, 100)
+PARTIAL_SHARE = 0.4  # of the cancels of general bookings of 2+ seats: one seat back first, once paid
+DOOMED_SHARE = 0.06  # of the general bookings: to the show cancelled in the middle of the run
 
 
 def chaos_hall() -> dict:
@@ -167,6 +175,10 @@ class Chaos:
         self.accepted_lock = threading.Lock()
         self.cancels = Counter()
         self.door: Counter = Counter()  # what the door scans gave (and door_* problems: must be 0)
+        self.partials: Counter = Counter()  # answers to partial cancels
+        self.parts: dict[str, list[int]] = {}  # booking id -> the qty of each part cancelled
+        self.doomed: Counter = Counter()  # bookings of the cancelled show refused, and any accepted after
+        self.doomed_cancelled = threading.Event()
         self.faults: Counter = Counter()          # fault type -> times it fired
         self.fault_failures: Counter = Counter()  # fault type -> times it could not be made
         self.slow_gateway_bookings: list[str] = []  # cancelled while the gateway was too slow
@@ -261,6 +273,7 @@ class Chaos:
         starts_at = (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()
         self.shows = []
         self.fee_percent = {}  # general show id -> the fee_percent a cancel asked now costs
+        self.price = {}
         for i in range(self.args.shows):
             response = self.api.call("POST", "/shows", headers=self.admin, json_body={
                 "title": f"Chaos {i}", "venue": "Loopback Hall", "starts_at": starts_at,
@@ -268,6 +281,13 @@ class Chaos:
             assert response.status_code == 201, response.text
             self.shows.append(response.json()["id"])
             self.fee_percent[self.shows[-1]] = FEE_PERCENT_NOW[i % 3]
+            self.price[self.shows[-1]] = 1000 + i
+        # The show cancelled mid-way: a fee policy of its own, which its cancel must not apply.
+        response = self.api.call("POST", "/shows", headers=self.admin, json_body={
+            "title": "Chaos doomed", "venue": "Loopback Hall", "starts_at": starts_at, "price": 2500,
+            "capacity": capacity, "cancellation_policy": FEE_POLICIES[1]})
+        assert response.status_code == 201, response.text
+        self.doomed_show = response.json()["id"]
         self.prepare_reserved(starts_at)
         response = self.api.call("POST", "/shows", headers=self.admin, json_body={
             "title": "Chaos queued", "venue": "Loopback Hall", "starts_at": starts_at, "price": 1500,
@@ -346,11 +366,22 @@ class Chaos:
             extra_headers = {"Admission-Token": token}
         elif reserved:
             form = self.reserved_form(rnd)
+        elif rnd.random() < DOOMED_SHARE:
+            form = {"show_id": self.doomed_show, "qty": rnd.randint(1, 3)}
         else:
             form = {"show_id": rnd.choice(self.shows), "qty": rnd.randint(1, 3)}
         # One key for every attempt: a retry after a 5xx or a dropped connection is the same booking.
         headers = {**customer, **extra_headers, "Idempotency-Key": secrets.token_hex(12)}
-        response = self.api.call("POST", "/bookings", headers=headers, json_body={**form, "payment_method": method})
+        doomed = form["show_id"] == self.doomed_show
+        cancelled_before = doomed and self.doomed_cancelled.is_set()
+        response = self.api.call("POST", "/bookings", headers=headers, json_body={**form, "payment_method": method},
+                                 ok=(202, 409) if doomed else (202,))
+        if doomed and response.status_code == 409:
+            # Refused once the show was cancelled; never before the cancel was asked for.
+            self.doomed["refused" if self.doomed_cancelled.is_set() else "refused_before_cancel"] += 1
+            return
+        if cancelled_before:
+            self.doomed["accepted_after_cancel"] += 1
         if response.status_code != 202:
             raise RuntimeError(f"booking not accepted: {response.status_code} {response.text[:200]}")
         booking_id = response.json()["id"]
@@ -362,6 +393,10 @@ class Chaos:
         if not reserved and rnd.random() < self.args.door_share:
             self.at_the_door(booking_id, customer, rnd)
         elif rnd.random() < self.args.cancel_rate:
+            if not reserved and not queued and not doomed and form["qty"] >= 2 and rnd.random() < PARTIAL_SHARE:
+                self.cancel_a_part(booking_id, customer, form, rnd)
+                if rnd.random() < 0.5:
+                    return  # it stays PAID with the rest
             time.sleep(rnd.uniform(0, 1.5))  # cancel at any point of the lifecycle
             slow = self.slow_gateway.is_set()
             answer = self.api.call("POST", f"/bookings/{booking_id}/cancel", headers=customer, ok=(202, 409))
@@ -369,6 +404,28 @@ class Chaos:
             if slow and answer.status_code == 202:
                 with self.accepted_lock:
                     self.slow_gateway_bookings.append(booking_id)
+
+    def cancel_a_part(self, booking_id, customer, form, rnd, patience=60.0):
+        """Once the booking is PAID, give one seat back (SPEC §11). 202: recorded with its
+        fee-to-be; 409: the booking did not get paid (declined, expired) or was moved on."""
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            state = self.api.call("GET", f"/bookings/{booking_id}", headers=customer, ok=(200,)).json()
+            if state["status"] != "PENDING" and state["status"] != "CONFIRMED":
+                break
+            time.sleep(0.3)
+        answer = self.api.call("POST", f"/bookings/{booking_id}/cancel", headers=customer,
+                               json_body={"qty": 1}, ok=(202, 409))
+        self.partials[answer.status_code] += 1
+        if answer.status_code == 202:
+            with self.accepted_lock:
+                self.parts.setdefault(booking_id, []).append(1)
+
+    def cancel_doomed_show(self):
+        """The fault "show cancelled mid-workload": repeated on a later pass, it is harmless."""
+        self.doomed_cancelled.set()
+        answer = self.api.call("POST", f"/shows/{self.doomed_show}/cancel", headers=self.admin, ok=(202,))
+        assert answer.json()["status"] == "CANCELLED", answer.text
 
     def through_the_waiting_room(self, rnd) -> tuple[dict, str]:
         """A customer who has not queued yet joins the queued show's waiting room, polls until
@@ -497,6 +554,9 @@ class Chaos:
             ("SIGKILL worker-booking", lambda: self.kill_process("worker-booking"), None, short),
             ("gateway slower than the client timeout", lambda: self._slow_gateway(slow_ms),
              self._fast_gateway, slow_for),
+            # In the middle of the workload: its fan-out and refunds run through the faults that
+            # follow (the gateway's outage, worker-maintenance and beat SIGKILLed among them).
+            ("show cancelled mid-workload", self.cancel_doomed_show, None, short),
             ("PostgreSQL restarted", lambda: self.postgres.restart(), None, short),
             ("gateway outage", lambda: self.gateway.set_faults(outage=True), lambda: self.gateway.clear_faults(), short),
             ("SIGKILL a worker-payments pool child", lambda: self.kill_children("worker-payments"), None, short),
@@ -586,13 +646,31 @@ class Chaos:
         with self.app.app_context():
             try:
                 rows = db.session.execute(
-                    select(Booking.id, Booking.show_id, Booking.amount, Booking.cancellation_fee)
-                    .where(Booking.status == BookingStatus.CANCELLED, Booking.show_id.in_(self.shows))).all()
+                    select(Booking.id, Booking.show_id, Booking.status, Booking.amount, Booking.cancellation_fee)
+                    .where(Booking.status.in_([BookingStatus.CANCELLED, BookingStatus.PAID]),
+                           Booking.show_id.in_([*self.shows, self.doomed_show]))).all()
             finally:
                 db.session.remove()
-        wrong = [f"{booking_id}: fee {fee} of {amount}" for booking_id, show_id, amount, fee in rows
-                 if fee not in (0, amount * self.fee_percent[show_id] // 100)]
+        wrong = []
+        for booking_id, show_id, status, amount, fee in rows:
+            if show_id == self.doomed_show:
+                # Cancelled with its show: in full, no fee (its parts were never cancelled).
+                if fee != 0:
+                    wrong.append(f"{booking_id}: fee {fee} on the cancelled show")
+                continue
+            percent, parts = self.fee_percent[show_id], self.parts.get(booking_id, [])
+            # Each part's fee, then the rest's when cancelled whole (a part needs a paid booking, so
+            # the rest was paid too): rounded down part by part.
+            of_parts = sum(qty * self.price[show_id] * percent // 100 for qty in parts)
+            allowed = ({of_parts} if status == BookingStatus.PAID else
+                       {of_parts + amount * percent // 100} if parts else {0, amount * percent // 100})
+            if fee not in allowed:
+                wrong.append(f"{booking_id}: {status} fee {fee} of {amount} after parts {parts}, not {sorted(allowed)}")
         return wrong, sum(1 for *_, fee in rows if fee > 0)
+
+    def doomed_refunds(self) -> dict:
+        show = self.api.call("GET", f"/shows/{self.doomed_show}", ok=(200,)).json()
+        return show["refunds"] or {"total": 0, "done": 0, "pending": -1}
 
     def wait_quiet(self, deadline):
         """Until every booking is settled (final, no charge or refund under way) and the my page
@@ -674,6 +752,7 @@ class Chaos:
         self.seat_problems = self.seat_page_problems()
         queue = self.queue_problems()
         self.wrong_fees, cancelled_with_fee = self.fee_problems()
+        doomed_refunds = self.doomed_refunds()
         result = {
             "bookings": len(self.accepted),
             "final_states": counts["final_states"],
@@ -693,8 +772,16 @@ class Chaos:
             "door_admitted_and_cancelled": self.door["door_admitted_and_cancelled"],
             "cancelled_with_fee": cancelled_with_fee,
             "fee_mismatches": len(self.wrong_fees),
+            "partial_cancels": self.partials[202],
+            "show_cancel_refunds": doomed_refunds,
+            "show_cancel_refunds_pending": doomed_refunds["pending"],
+            "show_cancel_bookings_refused": self.doomed["refused"],
+            "show_cancel_refused_before_cancel": self.doomed["refused_before_cancel"],
+            "show_cancel_accepted_after_cancel": self.doomed["accepted_after_cancel"],
             "workload_errors": len(self.errors),
-            "not_accepted": self.args.bookings - len(self.accepted) if not work.is_alive() else None,
+            # Asked for and neither accepted nor refused for a cancelled show.
+            "not_accepted": (self.args.bookings - len(self.accepted) - self.doomed["refused"]
+                             if not work.is_alive() else None),
             "seconds": round(time.monotonic() - self.started),
         }
         self.print_summary(report, result, workload_s)
@@ -723,7 +810,11 @@ class Chaos:
               f"turns changed {result['queue_turns_changed']}")
         print(f"seat page mismatches: {result['seat_page_mismatches']}")
         print(f"at the door: {dict(self.door)}")
-        print(f"cancels that kept a fee: {result['cancelled_with_fee']}; fee mismatches: {result['fee_mismatches']}")
+        print(f"cancels that kept a fee: {result['cancelled_with_fee']}; fee mismatches: {result['fee_mismatches']}; "
+              f"partial cancels: {dict(self.partials)}")
+        print(f"the show cancelled mid-way: refunds {result['show_cancel_refunds']}, bookings refused after "
+              f"{result['show_cancel_bookings_refused']}, refused before {result['show_cancel_refused_before_cancel']}, "
+              f"accepted after {result['show_cancel_accepted_after_cancel']}")
         for problem in self.wrong_fees[:10]:
             print(f"  fee: {problem}")
         for problem in self.seat_problems[:10]:
@@ -830,7 +921,8 @@ ZERO_KEYS = ("lost", "stuck", "oversold", "double_charges", "missing_refunds", "
 # the consistency report gains (seat_double_held, limit_exceeded, ...) is in the verdict the
 # moment it is in the report, with no list here to forget to update.
 NOT_COUNTS = frozenset({"bookings", "faults", "seconds", "cancelled_while_gateway_slow", "reserved_bookings",
-                        "queued_bookings", "door_scanned", "cancelled_with_fee"})
+                        "queued_bookings", "door_scanned", "cancelled_with_fee", "partial_cancels",
+                        "show_cancel_bookings_refused"})
 
 
 def report_counts(counts: dict) -> dict:

@@ -242,3 +242,42 @@ def test_a_newcomer_cancels_late_under_a_korean_cancellation_policy_and_gets_the
     assert (done["amount"], done["cancellation_fee"], done["refunded_amount"]) == (100000, 20000, 80000)
     ledger = GatewayClient(stack.urls["gateway"]).ledger(booking)
     assert (ledger["captured"], ledger["refunded"]) == (100000, 80000)
+
+
+def test_a_newcomer_cancels_part_of_a_booking_then_the_whole_show(stack, api):
+    """The README's part on partial cancels and a cancelled show: one seat of three given back 48
+    hours before (20% of it kept), a new ticket for the rest, then the show cancelled by an admin:
+    the rest refunded in full, no more bookings."""
+    create_admin_with_the_cli(stack, "cancel-admin@example.com", "cancel-admin-password")
+    admin = bearer(token(api, "cancel-admin@example.com", "cancel-admin-password"))
+    api.post("/auth/register", json={"email": "park@example.com", "password": "park-password", "name": "Park"})
+    park = bearer(token(api, "park@example.com", "park-password"))
+    policy = [{"hours_before": 168, "fee_percent": 0}, {"hours_before": 72, "fee_percent": 10},
+              {"hours_before": 24, "fee_percent": 20}, {"hours_before": 0, "fee_percent": 30}]
+    show = api.post("/shows", headers=admin, json={
+        "title": "Othello", "venue": "Seoul Arts Center", "price": 50000, "capacity": 100,
+        "starts_at": (datetime.now(timezone.utc) + timedelta(days=2)).isoformat(),
+        "cancellation_policy": policy}).json()
+
+    booking = api.post("/bookings", headers=park, json={"show_id": show["id"], "qty": 3,
+                                                        "payment_method": "tok_ok"}).json()["id"]
+    wait_for_booking(api, park, booking, status="PAID", ticket_status="ISSUABLE")
+    old = api.post(f"/bookings/{booking}/ticket", headers=park).json()["ticket"]
+    part = api.post(f"/bookings/{booking}/cancel", headers=park, json={"qty": 1})
+    assert part.status_code == 202, part.text
+    assert {k: part.json()[k] for k in ("status", "qty", "amount", "cancellation_fee")} == {
+        "status": "PAID", "qty": 2, "amount": 100000, "cancellation_fee": 10000}
+    wait_for_booking(api, park, booking, refunded_amount=40000, ticket_status="ISSUABLE")
+    new = api.post(f"/bookings/{booking}/ticket", headers=park).json()["ticket"]
+    assert new["qty"] == 2 and new["qr"] != old["qr"]
+
+    cancelled = api.post(f"/shows/{show['id']}/cancel", headers=admin)
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "CANCELLED"
+    wait_until(lambda: api.get(f"/shows/{show['id']}").json()["refunds"] == {"total": 1, "done": 1, "pending": 0}
+               or None, 120, 0.25, "the show's refunds to finish")
+    done = wait_for_booking(api, park, booking, status="CANCELLED", payment_status="REFUNDED", ticket_status="VOID")
+    assert (done["cancellation_fee"], done["refunded_amount"]) == (10000, 140000)
+    ledger = GatewayClient(stack.urls["gateway"]).ledger(booking)
+    assert (ledger["captured"], ledger["refunded"]) == (150000, 140000)
+    refused = api.post("/bookings", headers=park, json={"show_id": show["id"], "qty": 1, "payment_method": "tok_ok"})
+    assert refused.status_code == 409

@@ -152,9 +152,11 @@ SHOW_CANCEL_ROWS = [
     ("cancel_bookings", "PAID bookings of the cancelled show"),
     ("fan_out_s", "(a) every booking cancelled (s)"), ("refund_s", "(b) every refund settled (s)"),
     ("refunds_per_s", "refunds/s (bookings / (b))"), ("killed_at", "workers SIGKILLed at"),
+    ("refunds_per_s_before_kill", "refunds/s until the SIGKILL"), ("after_kill_s", "from the SIGKILL to the last refund (s)"),
     ("refunded_not_in_full", "bookings not refunded in full, once"),
     ("gateway_alone_refunds_per_s", "(c) the refund's gateway calls alone, refunds/s"),
     ("refund_rate_vs_gateway_alone", "refunds/s / (c)"),
+    ("refund_rate_before_kill_vs_gateway_alone", "refunds/s until the SIGKILL / (c)"),
 ]
 TARGETS["refunded_not_in_full"] = ("==", 0)
 

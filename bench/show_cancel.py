@@ -184,8 +184,13 @@ def run(bench: harness.BenchStack, count: int, baseline_refunds: int, workers: i
     not_in_full = sum(1 for booking_id in booking_ids
                       if (ledger.get(booking_id) or {}).get("captured") != PRICE
                       or (ledger.get(booking_id) or {}).get("refunded") != PRICE)
+    before = killed_at["done"] / killed_at["seconds"] if killed_at and killed_at["seconds"] else None
     figures.update(refund_s=elapsed, fan_out_s=fanned_out, refunds_per_s=count / elapsed, killed_at=killed_at,
+                   refunds_per_s_before_kill=before,
+                   after_kill_s=elapsed - killed_at["seconds"] if killed_at else None,
                    refunded_not_in_full=not_in_full, **consistency_counts(bench))
     figures.update(gateway_alone(bench, baseline_refunds, workers))
-    figures["refund_rate_vs_gateway_alone"] = figures["refunds_per_s"] / figures["gateway_alone_refunds_per_s"]
+    alone = figures["gateway_alone_refunds_per_s"]
+    figures["refund_rate_vs_gateway_alone"] = figures["refunds_per_s"] / alone
+    figures["refund_rate_before_kill_vs_gateway_alone"] = before / alone if before else None
     return figures

@@ -178,7 +178,8 @@ class Chaos:
         self.partials: Counter = Counter()  # answers to partial cancels
         self.parts: dict[str, list[int]] = {}  # booking id -> the qty of each part cancelled
         self.doomed: Counter = Counter()  # bookings of the cancelled show refused, and any accepted after
-        self.doomed_cancelled = threading.Event()
+        self.doomed_cancel_sent = threading.Event()  # the cancel asked for
+        self.doomed_cancelled = threading.Event()  # and answered 202
         self.faults: Counter = Counter()          # fault type -> times it fired
         self.fault_failures: Counter = Counter()  # fault type -> times it could not be made
         self.slow_gateway_bookings: list[str] = []  # cancelled while the gateway was too slow
@@ -373,14 +374,14 @@ class Chaos:
         # One key for every attempt: a retry after a 5xx or a dropped connection is the same booking.
         headers = {**customer, **extra_headers, "Idempotency-Key": secrets.token_hex(12)}
         doomed = form["show_id"] == self.doomed_show
-        cancelled_before = doomed and self.doomed_cancelled.is_set()
+        sent_after_cancel = doomed and self.doomed_cancelled.is_set()
         response = self.api.call("POST", "/bookings", headers=headers, json_body={**form, "payment_method": method},
                                  ok=(202, 409) if doomed else (202,))
         if doomed and response.status_code == 409:
-            # Refused once the show was cancelled; never before the cancel was asked for.
-            self.doomed["refused" if self.doomed_cancelled.is_set() else "refused_before_cancel"] += 1
+            # Refused once the cancel was asked for; never before.
+            self.doomed["refused" if self.doomed_cancel_sent.is_set() else "refused_before_cancel"] += 1
             return
-        if cancelled_before:
+        if sent_after_cancel:  # sent after the cancel was answered, yet accepted
             self.doomed["accepted_after_cancel"] += 1
         if response.status_code != 202:
             raise RuntimeError(f"booking not accepted: {response.status_code} {response.text[:200]}")
@@ -423,9 +424,10 @@ class Chaos:
 
     def cancel_doomed_show(self):
         """The fault "show cancelled mid-workload": repeated on a later pass, it is harmless."""
-        self.doomed_cancelled.set()
+        self.doomed_cancel_sent.set()
         answer = self.api.call("POST", f"/shows/{self.doomed_show}/cancel", headers=self.admin, ok=(202,))
         assert answer.json()["status"] == "CANCELLED", answer.text
+        self.doomed_cancelled.set()
 
     def through_the_waiting_room(self, rnd) -> tuple[dict, str]:
         """A customer who has not queued yet joins the queued show's waiting room, polls until

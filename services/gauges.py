@@ -40,6 +40,7 @@ def consistency_violations() -> dict[str, int]:
         **{name: len(found) for name, found in consistency.seat_report().items()},
         **{name: len(found) for name, found in consistency.queue_report().items()},
         **{name: len(found) for name, found in consistency.door_report().items()},
+        **{name: len(found) for name, found in consistency.cancelled_show_report().items()},
         "issued_on_refunded": len(consistency.issued_on_refunded()),
         "mypage": len(consistency.mypage_mismatches()),
         # Not final yet: normal while steps run; a value that stays up means stuck bookings.

@@ -74,17 +74,22 @@ def seed_tickets(bench: harness.BenchStack, count: int) -> tuple[str, list[str]]
         return show.id, qrs
 
 
-def staff_token(bench: harness.BenchStack) -> str:
+def user_token(bench: harness.BenchStack, role: str, name: str) -> str:
+    """A new account of this role, straight into the database, and its access token."""
     from flask_jwt_extended import create_access_token
 
     from models import db
-    from models.users import Role, register
+    from models.users import register
     with bench.app.app_context():
-        user = register(f"bench-gate-{uuid.uuid4().hex[:8]}@example.test", "bench-password", "Bench gate",
-                        role=Role.STAFF)
+        user = register(f"bench-{role}-{uuid.uuid4().hex[:8]}@example.test", "bench-password", name, role=role)
         db.session.commit()
         with bench.app.test_request_context():
             return create_access_token(identity=user.id, additional_claims={"role": user.role})
+
+
+def staff_token(bench: harness.BenchStack) -> str:
+    from models.users import Role
+    return user_token(bench, Role.STAFF, "Bench gate")
 
 
 def online(bench: harness.BenchStack, token: str, qrs: list[str], workdir: Path) -> dict:

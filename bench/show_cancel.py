@@ -27,7 +27,7 @@ from datetime import timedelta
 
 import requests
 
-from bench import harness
+from bench import door, harness
 
 PRICE = 3_000
 CHARGE_THREADS = 16
@@ -109,16 +109,8 @@ def gateway_of(bench: harness.BenchStack):
 
 
 def admin_headers(bench: harness.BenchStack) -> dict:
-    from flask_jwt_extended import create_access_token
-
-    from models import db
-    from models.users import Role, register
-    with bench.app.app_context():
-        user = register(f"bench-admin-{uuid.uuid4().hex[:8]}@example.test", "bench-password", "Bench admin",
-                        role=Role.ADMIN)
-        db.session.commit()
-        with bench.app.test_request_context():
-            return {"Authorization": f"Bearer {create_access_token(identity=user.id, additional_claims={'role': user.role})}"}
+    from models.users import Role
+    return {"Authorization": f"Bearer {door.user_token(bench, Role.ADMIN, 'Bench admin')}"}
 
 
 def consistency_counts(bench: harness.BenchStack) -> dict:

@@ -57,16 +57,28 @@ def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.fixture(scope="package")
-def admin_headers(app):
+def _headers_of_a_new(app, role: str, name: str) -> dict:
     from models import db
-    from models.users import Role, register
-    email, password = f"admin-{secrets.token_hex(4)}@example.com", "admin-password"
+    from models.users import register
+    email, password = f"{role}-{secrets.token_hex(4)}@example.com", f"{role}-password"
     with app.app_context():
-        register(email, password, "Admin", role=Role.ADMIN)
+        register(email, password, name, role=role)
         db.session.commit()
     token = app.test_client().post("/auth/token", json={"email": email, "password": password}).json["access_token"]
     return bearer(token)
+
+
+@pytest.fixture(scope="package")
+def admin_headers(app):
+    from models.users import Role
+    return _headers_of_a_new(app, Role.ADMIN, "Admin")
+
+
+@pytest.fixture(scope="package")
+def staff_headers(app):
+    """Door staff (SPEC §10): may check tickets in, nothing else."""
+    from models.users import Role
+    return _headers_of_a_new(app, Role.STAFF, "Gate staff")
 
 
 @pytest.fixture

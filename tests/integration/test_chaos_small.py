@@ -22,12 +22,15 @@ def test_small_chaos_run_reports_all_zeros():
     print(out.stderr[-3000:], file=sys.stderr)
     last = out.stdout.strip().splitlines()[-1]
     result = json.loads(last)
-    assert result["bookings"] == 200, out.stdout[-3000:]
+    # Each booking asked for was accepted, or refused because its show had been cancelled (SPEC §11).
+    assert result["bookings"] + result["show_cancel_bookings_refused"] == 200, out.stdout[-3000:]
     assert result["faults_missed"] == [], out.stdout[-3000:]  # every fault type really fired
     assert result["not_accepted"] == 0, out.stdout[-3000:]
     for key in ("lost", "stuck", "oversold", "double_charges", "missing_refunds", "issued_on_refunded",
                 "mypage_mismatches", "money_mismatches", "checked_in_not_paid", "door_admitted_twice",
-                "door_admitted_and_cancelled"):
+                "door_admitted_and_cancelled", "fee_mismatches", "show_cancel_refunds_pending",
+                "show_cancel_accepted_after_cancel", "cancelled_show_live", "cancelled_show_tickets_valid"):
         assert result[key] == 0, key
+    assert result["show_cancel_refunds"]["total"] > 0, out.stdout[-3000:]  # the cancelled show had bookings
     assert result["door_scanned"] > 0, out.stdout[-3000:]  # tickets really met the door
     assert out.returncode == 0

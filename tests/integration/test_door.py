@@ -2,7 +2,6 @@
 published key, key rotation, check-in once (also with eight gates racing, over real HTTP to
 gunicorn), a cancel racing a check-in, offline batches, the check-in list, bad input and roles."""
 import os
-import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -11,22 +10,9 @@ import jwt
 import pytest
 import requests
 
-from tests.integration.conftest import bearer
 from tests.integration.observed_stack import start_api
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-@pytest.fixture(scope="module")
-def staff_headers(app):
-    from models import db
-    from models.users import Role, register
-    email, password = f"staff-{secrets.token_hex(4)}@example.com", "staff-password"
-    with app.app_context():
-        register(email, password, "Gate staff", role=Role.STAFF)
-        db.session.commit()
-    token = app.test_client().post("/auth/token", json={"email": email, "password": password}).json["access_token"]
-    return bearer(token)
 
 
 @pytest.fixture

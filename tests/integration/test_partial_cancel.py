@@ -11,7 +11,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from tests.integration.conftest import bearer
 from tests.integration.observed_stack import start_api
 from tests.processes import wait_until
 
@@ -24,18 +23,6 @@ HALL = {"name": "Partial hall", "sections": [
     {"name": "Balcony", "rows": [{"name": "C", "seats": 6, "category": "R"}]},
 ]}
 PRICES = {"VIP": 150_000, "R": 90_000}
-
-
-@pytest.fixture(scope="module")
-def staff_headers(app):
-    from models import db
-    from models.users import Role, register
-    email, password = f"staff-{secrets.token_hex(4)}@example.com", "staff-password"
-    with app.app_context():
-        register(email, password, "Gate staff", role=Role.STAFF)
-        db.session.commit()
-    token = app.test_client().post("/auth/token", json={"email": email, "password": password}).json["access_token"]
-    return bearer(token)
 
 
 @pytest.fixture

@@ -13,25 +13,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from tests.integration.conftest import bearer
 from tests.integration.observed_stack import PrivateStack, start_api
 from tests.processes import wait_until
 
 KOREAN = [{"hours_before": 168, "fee_percent": 0}, {"hours_before": 72, "fee_percent": 10},
           {"hours_before": 24, "fee_percent": 20}, {"hours_before": 0, "fee_percent": 30}]
 LIVE = ("PENDING", "CONFIRMED", "PAID", "CANCELLING")
-
-
-@pytest.fixture(scope="module")
-def staff_headers(app):
-    from models import db
-    from models.users import Role, register
-    email, password = f"staff-{secrets.token_hex(4)}@example.com", "staff-password"
-    with app.app_context():
-        register(email, password, "Gate staff", role=Role.STAFF)
-        db.session.commit()
-    token = app.test_client().post("/auth/token", json={"email": email, "password": password}).json["access_token"]
-    return bearer(token)
 
 
 def refunds_done(client, show_id, timeout=120):

@@ -219,3 +219,26 @@ def test_endpoints_are_http_urls_and_admins_only(app, admin_headers, customer):
     assert created["id"] in {e["id"] for e in listed} and all("secret" not in e for e in listed)
     assert client.delete(f"/admin/webhooks/{created['id']}", headers=admin_headers).status_code == 204
     assert client.get(f"/admin/webhooks/{created['id']}", headers=admin_headers).status_code == 404
+
+
+def test_metrics_show_pending_and_failed_deliveries_and_the_oldest_age_per_endpoint(
+        app, worker, notify_worker, admin_headers, customer, make_show, book, wait_for):
+    import redis
+    from prometheus_client.parser import text_string_to_metric_families
+    from services import gauges
+
+    nobody = register(app, admin_headers, f"http://127.0.0.1:{free_port()}/hook", ["booking.paid"])
+    booking_id = book(customer, make_show()["id"]).json["id"]
+    wait_for(booking_id, status="PAID")
+    with app.app_context():  # beat's measurement, made here
+        gauges.store(redis.Redis.from_url(app.config["REDIS_URL"]), gauges.measure())
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    samples = {(sample.name, sample.labels.get("endpoint")): sample.value
+               for family in text_string_to_metric_families(text) for sample in family.samples}
+    assert samples[("boxoffice_webhook_deliveries_pending", nobody["id"])] == 1
+    assert samples[("boxoffice_webhook_deliveries_failed", nobody["id"])] == 0
+    assert samples[("boxoffice_webhook_oldest_pending_age_seconds", nobody["id"])] > 0
+    violations = {sample.labels["invariant"]: sample.value for family in text_string_to_metric_families(text)
+                  for sample in family.samples if sample.name == "boxoffice_consistency_violations"}
+    assert violations["events_not_delivered"] == 0 and violations["mails_missing"] == 0
+    app.test_client().delete(f"/admin/webhooks/{nobody['id']}", headers=admin_headers)

@@ -197,7 +197,7 @@ def private_address_reason(host: str) -> str | None:
         return f"{host} does not resolve"
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if not address.is_global:
+        if not address.is_global or address.is_multicast:
             return f"{host} is {address}"
     return None
 
@@ -363,7 +363,9 @@ def deliveries_of(endpoint_id: str, limit: int, offset: int) -> tuple[int, list[
 def replay(delivery_id: int, retry_for_s: float) -> WebhookDelivery:
     """Send a delivery again, whatever came of it: due now, with a fresh retry window (the
     caller commits and publishes it). Its endpoint must still exist."""
-    delivery = db.session.get(WebhookDelivery, delivery_id, with_for_update=True, populate_existing=True)
+    # Ids are bigint: a larger number names nothing (and must not reach the database).
+    delivery = db.session.get(WebhookDelivery, delivery_id, with_for_update=True, populate_existing=True) \
+        if delivery_id < 2**63 else None
     if delivery is None:
         raise NotFound("delivery not found")
     if delivery.endpoint.deleted_at is not None:

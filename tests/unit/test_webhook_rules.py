@@ -62,7 +62,8 @@ def test_only_http_urls_with_a_host_are_endpoints(url):
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1/", "http://10.1.2.3/", "http://192.168.0.1/",
                                  "http://169.254.169.254/", "http://[::1]/", "http://[fd00::1]/",
-                                 "http://0.0.0.0/"])
+                                 "http://0.0.0.0/", "http://100.64.0.1/", "http://224.0.0.1/",
+                                 "http://[::ffff:127.0.0.1]/"])
 def test_private_ranges_are_refused_when_asked(url):
     assert check_url(url, refuse_private=False) == url  # development: loopback receivers allowed
     with pytest.raises(InvalidInput):

@@ -107,8 +107,13 @@ def send(event_id: str) -> str:
         db.session.commit()
         return "not due"
     attempt = mail.attempts
-    message = compose(mail, config)
-    db.session.commit()
+    db.session.commit()  # the claim: a worker that dies from here on leaves the mail due after the lease
+    try:
+        message = compose(mail, config)
+    except Exception as error:  # a template bug: retrying would only repeat it; the row says why
+        log.exception("mail for event %s could not be composed", event_id)
+        _not_sent(event_id, attempt, f"could not compose: {error!r}", config, permanent=True)
+        return "failed"
     try:
         SmtpServer(config["SMTP_URL"], config["SMTP_TIMEOUT_S"]).send(message)
     except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as error:

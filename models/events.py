@@ -144,5 +144,11 @@ def events_of(booking_id: str) -> list[Event]:
 @event.listens_for(Session, "after_commit")
 @event.listens_for(Session, "after_rollback")
 def _transaction_over(session) -> None:
-    """A transaction's end closes its list of events (a rolled-back change tells nobody)."""
+    """A transaction's end closes its list of events (a rolled-back change tells nobody). A
+    rollback before anything reached the database is no transaction's end: the unit of work
+    forgets the notes then itself (`forget_noted_events`)."""
+    session.info.pop(NOTED_EVENTS, None)
+
+
+def forget_noted_events(session) -> None:
     session.info.pop(NOTED_EVENTS, None)

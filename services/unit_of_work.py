@@ -37,6 +37,7 @@ from sqlalchemy import select
 from models import db
 from models.bookings import Booking, get_customer_booking, lock_bookings, lock_pending
 from models.database import CHANGED_BOOKINGS, LOCKED_SHOWS
+from models.events import forget_noted_events
 from models.mypage import project_ids
 from models.outbox import enqueue
 from models.seats import flush_seat_states
@@ -148,6 +149,7 @@ class UnitOfWork:
 
     def rollback(self) -> None:
         self.session.rollback()
+        forget_noted_events(self.session)  # also those noted before any statement ran
         self._steps, self._reserve = [], set()
 
     def _publish(self, ready, announced: Announced | None = None) -> None:

@@ -56,8 +56,7 @@ def remove_endpoint(endpoint_id: str) -> None:
 
 def delivery_log(endpoint_id: str, limit: int, offset: int) -> tuple[int, list[WebhookDelivery]]:
     """An endpoint's deliveries, newest first, each with its attempts (a deleted one's too)."""
-    if db.session.get(WebhookEndpoint, endpoint_id) is None:
-        get_endpoint(endpoint_id)  # NotFound
+    get_endpoint(endpoint_id, deleted_too=True)  # NotFound if there never was one
     return deliveries_of(endpoint_id, limit, offset)
 
 

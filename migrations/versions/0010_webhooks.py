@@ -70,6 +70,8 @@ def upgrade():
     op.create_index('ix_webhook_deliveries_due', 'webhook_deliveries', ['next_attempt_at'],
                     postgresql_where=sa.text("status = 'PENDING'"))
     op.create_index('ix_webhook_deliveries_endpoint', 'webhook_deliveries', ['endpoint_id', 'id'])
+    op.create_index('ix_webhook_deliveries_failed', 'webhook_deliveries', ['endpoint_id'],
+                    postgresql_where=sa.text("status = 'FAILED'"))
     op.create_table(
         'webhook_delivery_attempts',
         sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
@@ -114,6 +116,7 @@ def downgrade():
     op.drop_table('mails')
     op.drop_index(op.f('ix_webhook_delivery_attempts_delivery_id'), table_name='webhook_delivery_attempts')
     op.drop_table('webhook_delivery_attempts')
+    op.drop_index('ix_webhook_deliveries_failed', table_name='webhook_deliveries')
     op.drop_index('ix_webhook_deliveries_endpoint', table_name='webhook_deliveries')
     op.drop_index('ix_webhook_deliveries_due', table_name='webhook_deliveries')
     op.drop_table('webhook_deliveries')

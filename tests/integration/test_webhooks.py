@@ -219,6 +219,8 @@ def test_endpoints_are_http_urls_and_admins_only(app, admin_headers, customer):
     assert created["id"] in {e["id"] for e in listed} and all("secret" not in e for e in listed)
     assert client.delete(f"/admin/webhooks/{created['id']}", headers=admin_headers).status_code == 204
     assert client.get(f"/admin/webhooks/{created['id']}", headers=admin_headers).status_code == 404
+    assert client.get(f"/admin/webhooks/{created['id']}/deliveries", headers=admin_headers).status_code == 200
+    assert client.get("/admin/webhooks/no-such-endpoint/deliveries", headers=admin_headers).status_code == 404
 
 
 def test_metrics_show_pending_and_failed_deliveries_and_the_oldest_age_per_endpoint(

@@ -53,7 +53,8 @@ class MailFolder:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stack.mail_sink", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m stack.mail_sink",
+                                     description="A local SMTP server that keeps every message it accepts as a file.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8025)
     parser.add_argument("--dir", default="var/mail", help="where messages are stored (default var/mail)")

@@ -71,10 +71,10 @@ class Event(db.Model):
         return {"id": self.id, "type": self.type, "created_at": self.created_at.isoformat(), "data": self.data}
 
 
-def announce_move(session, lifecycle: str, event: str, booking_id: str) -> None:
+def announce_move(session, lifecycle: str, move: str, booking_id: str) -> None:
     """A lifecycle move happened to this booking (or its ticket): note its event, if partners
     hear of it. A plain object (no session, the unit tests) has nobody to tell."""
-    event_type = ANNOUNCED_MOVES.get((lifecycle, event))
+    event_type = ANNOUNCED_MOVES.get((lifecycle, move))
     if session is not None and event_type is not None:
         note_events(session, [(booking_id, event_type)])
 

@@ -244,3 +244,28 @@ def test_metrics_show_pending_and_failed_deliveries_and_the_oldest_age_per_endpo
                   for sample in family.samples if sample.name == "boxoffice_consistency_violations"}
     assert violations["events_not_delivered"] == 0 and violations["mails_missing"] == 0
     app.test_client().delete(f"/admin/webhooks/{nobody['id']}", headers=admin_headers)
+
+
+def test_a_delivery_whose_message_was_lost_is_sent_by_the_sweep(
+        app, workdir, worker, notify_worker, sweeping, admin_headers, customer, make_show, book, wait_for):
+    """The broker lost the message (Redis restarted empty, or down at the hand-over): the row is
+    the record, and the sweep sends it once its hand-over is stale."""
+    from sqlalchemy import text
+    from models import db
+    receiver = Receiver(workdir, "hooks-lost").start()
+    try:
+        booking_id = book(customer, make_show()["id"]).json["id"]
+        wait_for(booking_id, status="PAID")
+        endpoint = register(app, admin_headers, receiver.url, ["booking.paid"])  # after the event: no delivery
+        (event_id,) = expected_events(app, [booking_id], ["booking.paid"])
+        with app.app_context():  # a delivery handed to the broker an hour ago, whose message is gone
+            db.session.execute(text("""
+                INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at,
+                                                retry_until, queued_at, created_at)
+                VALUES (:event, :endpoint, 'PENDING', 0, now(), now() + interval '1 day',
+                        now() - interval '1 hour', now())"""), {"event": event_id, "endpoint": endpoint["id"]})
+            db.session.commit()
+            db.session.remove()
+        wait_until(lambda: receiver.event_ids() == {event_id}, 30, 0.2, "the sweep to send the lost delivery")
+    finally:
+        receiver.stop()

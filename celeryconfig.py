@@ -73,7 +73,9 @@ worker_enable_soft_shutdown_on_idle = True
 assert UNSAFE_TEST_VISIBILITY_TIMEOUT or max(task_time_limit, RETRY_BACKOFF_MAX) < VISIBILITY_TIMEOUT
 
 # --- Queues: one per context, each worker group scalable on its own -----------------------------
-CONTEXTS = ("seats", "payments", "tickets", "mypage", "maintenance", "waiting_room")
+# webhooks and mail (SPEC §12) have queues and workers of their own: a receiver or SMTP server
+# that is slow or down never delays a booking step.
+CONTEXTS = ("seats", "payments", "tickets", "mypage", "maintenance", "waiting_room", "webhooks", "mail")
 task_queues = tuple(Queue(name) for name in CONTEXTS)
 task_default_queue = "maintenance"
 task_routes = {f"{context}.*": {"queue": context} for context in CONTEXTS}
@@ -86,10 +88,12 @@ task_routes["shows.cancel"] = {"queue": "maintenance"}
 # maintenance jobs touch only the database, so a slow or hung gateway never holds up the outbox
 # relay and the hold expiry, which every recovery rests on.
 imports = tuple(f"tasks.{module}" for module in ("seats", "payments", "tickets", "mypage", "maintenance", "gauges",
-                                                 "waiting_room", "shows"))
+                                                 "waiting_room", "shows", "webhooks", "mail"))
 
 # --- Beat: durable timers live in the database and are swept here -----------------------------
 ADMISSION_TICK_S = float(os.environ.get("ADMISSION_TICK_S", "0.2"))
+WEBHOOK_SWEEP_S = float(os.environ.get("WEBHOOK_SWEEP_S", "2"))
+MAIL_SWEEP_S = float(os.environ.get("MAIL_SWEEP_S", "5"))
 beat_schedule = {
     "relay-outbox": {"task": "maintenance.relay_outbox", "schedule": timedelta(seconds=2)},
     "expire-holds": {"task": "maintenance.expire_holds", "schedule": timedelta(seconds=15)},
@@ -104,6 +108,12 @@ beat_schedule = {
     # that admissions are even; a tick older than the next is dropped, the next one catches up.
     "admit-waiting-rooms": {"task": "waiting_room.admit", "schedule": timedelta(seconds=ADMISSION_TICK_S),
                             "options": {"expires": 1.0}},
+    # Webhook deliveries and mails whose retry is due, or whose message was lost (a sweep older
+    # than the next is dropped; the next one takes the same rows).
+    "dispatch-webhooks": {"task": "webhooks.dispatch_due", "schedule": timedelta(seconds=WEBHOOK_SWEEP_S),
+                          "options": {"expires": WEBHOOK_SWEEP_S * 2}},
+    "dispatch-mail": {"task": "mail.dispatch_due", "schedule": timedelta(seconds=MAIL_SWEEP_S),
+                      "options": {"expires": MAIL_SWEEP_S * 2}},
     "reconcile-payments": {"task": "payments.reconcile",
                            "schedule": timedelta(seconds=float(os.environ.get("RECONCILE_INTERVAL_S", "60")))},
 }

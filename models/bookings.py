@@ -28,6 +28,7 @@ from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from models.database import CHANGED_BOOKINGS, db, new_id, note_changed, utc_now
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound
+from models.events import EventType, announce_move, note_events
 from models.lifecycles import (  # noqa: F401 (statuses re-exported)
     BOOKING, FINAL_STATUSES, PAYMENT, TICKET, BookingStatus, IllegalMove, MovesByLifecycle, PaymentStatus,
     TicketStatus,
@@ -143,6 +144,9 @@ class Booking(MovesByLifecycle, db.Model):
 
     def _moved(self) -> None:
         self.touch()
+
+    def _announce(self, event: str) -> None:
+        announce_move(object_session(self), self.lifecycle.name, event, self.id)
 
     def _release_seats(self) -> None:
         """Give the booking's seats back to its show (the caller's unit of work holds the show):
@@ -647,3 +651,5 @@ def apply_reservations(decisions: list[Decision], deadline: datetime, now: datet
         raise IllegalMove(f"a reservation may only decide PENDING bookings: {len(decisions) - moved} of "
                           f"{len(decisions)} were not")
     note_changed(db.session, [d.id for d in decisions])
+    note_events(db.session, [(d.id, EventType.BOOKING_CONFIRMED if d.holds_seats else EventType.BOOKING_REJECTED)
+                             for d in decisions])

@@ -181,6 +181,25 @@ def door_report() -> dict[str, list]:
             "checked_in_unsigned": [booking_id for booking_id, _, _, unsigned in rows if unsigned]}
 
 
+def notify_report() -> dict[str, list]:
+    """SPEC §12: an event with no delivery row for a live endpoint that wanted it when it was
+    recorded, and an event a customer is mailed about with no mail row. Both rows are written in
+    the event's own transaction (services/events.py), so either is a violation at any time, not a
+    delivery still under way. (An endpoint counts from a minute after it was made: one committed
+    while an event's transaction was under way may rightly have missed it.)"""
+    undelivered = db.session.scalars(text("""
+        SELECT e.id FROM events e JOIN webhook_endpoints w
+          ON e.type = ANY(w.events) AND w.created_at <= e.created_at - interval '1 minute' AND w.deleted_at IS NULL
+        WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.endpoint_id = w.id)
+        ORDER BY e.id""")).all()
+    unmailed = db.session.scalars(text("""
+        SELECT e.id FROM events e
+        WHERE e.type IN ('booking.paid', 'booking.rejected', 'booking.payment_failed', 'booking.cancelled')
+          AND e.booking_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM mails m WHERE m.event_id = e.id)
+        ORDER BY e.id""")).all()
+    return {"events_not_delivered": list(undelivered), "mails_missing": list(unmailed)}
+
+
 def expected_balance(status: str, amount: int, cancellation_fee: int = 0) -> int:
     """What the gateway should hold for a booking in a final state (SPEC §4.3 as amended by §11):
     its amount plus its cancellation fee when PAID, its cancellation fee when CANCELLED, 0

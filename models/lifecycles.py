@@ -53,9 +53,13 @@ class MovesByLifecycle:
         if target != self.status:  # a move to where it already is (void a void ticket) is no change
             self.status = target
             self._moved()
+            self._announce(event)
 
     def _moved(self) -> None:
         raise NotImplementedError
+
+    def _announce(self, event: str) -> None:
+        """Note the move's event for partners and mail, if they hear of it (models/events.py)."""
 
 
 class BookingStatus(StrEnum):

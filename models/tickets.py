@@ -9,10 +9,11 @@ import secrets
 from datetime import datetime
 
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Identity, Index, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from models.database import db, new_id, utc_now
 from models.errors import Conflict
+from models.events import announce_move
 from models.lifecycles import TICKET, IllegalMove, MovesByLifecycle, TicketStatus  # noqa: F401 (re-exported)
 
 
@@ -49,6 +50,9 @@ class Ticket(MovesByLifecycle, db.Model):
         """The booking shows its ticket's status."""
         if self.booking is not None:  # a ticket alone (unit tests) has none
             self.booking.touch()
+
+    def _announce(self, event: str) -> None:
+        announce_move(object_session(self), self.lifecycle.name, event, self.booking_id)
 
     def make_issuable(self) -> bool:
         """Payment captured: the customer may now issue it. Returns False when it is issuable

@@ -86,6 +86,8 @@ class User(db.Model):
     name: Mapped[str] = mapped_column(String(100))
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16), default=Role.CUSTOMER)
+    # The language of the customer's mail (SPEC §12): ko or en.
+    locale: Mapped[str] = mapped_column(String(8), default="ko", server_default="ko")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, server_default=func.now())
 
     @property
@@ -106,12 +108,12 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def register(email: str, password: str, name: str, role: Role = Role.CUSTOMER) -> User:
+def register(email: str, password: str, name: str, role: Role = Role.CUSTOMER, locale: str = "ko") -> User:
     """Add a user to the session; the caller commits. Refuses an email already taken."""
     email = normalize_email(email)
     if db.session.scalar(select(User.id).where(User.email == email)):
         raise AlreadyExists("this email is already registered")
-    user = User(email=email, name=name, role=role)
+    user = User(email=email, name=name, role=role, locale=locale)
     user.set_password(password)
     db.session.add(user)
     return user

@@ -6,10 +6,10 @@ from models.users import Role, User, authenticate, register
 from services.unit_of_work import UnitOfWork
 
 
-def register_user(email: str, password: str, name: str, role: str = Role.CUSTOMER) -> User:
-    """AlreadyExists if the email is taken."""
+def register_user(email: str, password: str, name: str, role: str = Role.CUSTOMER, locale: str = "ko") -> User:
+    """AlreadyExists if the email is taken. `locale` is the language of the customer's mail."""
     with UnitOfWork() as uow:
-        user = register(email, password, name, role=role)
+        user = register(email, password, name, role=role, locale=locale)
         uow.commit()
     return user
 

@@ -41,12 +41,22 @@ def consistency_violations() -> dict[str, int]:
         **{name: len(found) for name, found in consistency.queue_report().items()},
         **{name: len(found) for name, found in consistency.door_report().items()},
         **{name: len(found) for name, found in consistency.cancelled_show_report().items()},
+        **{name: len(found) for name, found in consistency.notify_report().items()},
         "issued_on_refunded": len(consistency.issued_on_refunded()),
         "mypage": len(consistency.mypage_mismatches()),
         # Not final yet: normal while steps run; a value that stays up means stuck bookings.
         "unsettled": db.session.scalar(select(func.count()).select_from(Booking)
                                        .where(Booking.status.not_in(list(FINAL_STATUSES)))),
     }
+
+
+def webhook_gauges() -> dict[str, float]:
+    """Per webhook endpoint (SPEC §12): deliveries pending, failed, and the age of the oldest
+    pending one, as `webhooks:<gauge>:<endpoint id>` fields of the hash."""
+    from models.webhooks import endpoint_gauges
+
+    return {f"webhooks:{gauge}:{endpoint_id}": value
+            for endpoint_id, gauges in endpoint_gauges().items() for gauge, value in gauges.items()}
 
 
 def measure() -> dict[str, float]:
@@ -58,6 +68,7 @@ def measure() -> dict[str, float]:
     counts = dict(db.session.execute(select(Booking.status, func.count()).group_by(Booking.status)).all())
     values: dict[str, float] = {f"bookings:{status.value}": counts.get(status.value, 0) for status in BookingStatus}
     values.update({f"violations:{name}": count for name, count in consistency_violations().items()})
+    values.update(webhook_gauges())
     values["duration_s"] = round(time.monotonic() - started, 6)
     values["measured_at"] = time.time()
     return values

@@ -31,6 +31,7 @@ from sqlalchemy import func, or_, select
 from models import db
 from models.bookings import Booking, BookingStatus
 from models.database import utc_now
+from models.events import EventType, record_event
 from models.shows import Show
 from models.waiting_room import WaitingRoom
 from services.refund import start_refund
@@ -52,6 +53,9 @@ def cancel_show(show_id: str) -> Show:
         show = uow.lock_shows([show_id])[show_id]
         db.session.execute(select(WaitingRoom.show_id).where(WaitingRoom.show_id == show_id).with_for_update())
         if show.cancel(utc_now()):
+            record_event(EventType.SHOW_CANCELLED, {"show_id": show_id, "title": show.title, "venue": show.venue,
+                                                    "starts_at": show.starts_at.isoformat(),
+                                                    "cancelled_at": show.cancelled_at.isoformat()})
             log.warning("show %s cancelled: its bookings are cancelled and refunded", show_id,
                         extra={"show_id": show_id})
         uow.then(STEP, [show_id])

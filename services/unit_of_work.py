@@ -11,11 +11,14 @@ On commit it
 - projects the my page for every booking the transaction changed (the moves note them:
   Booking.touch, apply_reservations), and writes the seat states its seat changes noted
   (models/seats.py), in the same transaction;
+- writes the events its moves noted, with their webhook deliveries and customer mails
+  (services/events.py), in the same transaction;
 - commits;
 - then publishes the next steps recorded with `then` (the outbox's rows, written in the same
   transaction) and asks for the reservations noted with `reserve_soon`, through the app's step
-  publisher (tasks/publishing.py installs it). If publishing fails, or the process dies first,
-  the outbox relay publishes the rows later; nothing is lost.
+  publisher (tasks/publishing.py installs it); and hands the deliveries and mails to their queues.
+  If publishing fails, or the process dies first, the outbox relay publishes the rows later (the
+  webhook and mail sweeps their rows); nothing is lost.
 
 Leaving the block without commit rolls back and forgets the steps.
 
@@ -34,10 +37,12 @@ from sqlalchemy import select
 from models import db
 from models.bookings import Booking, get_customer_booking, lock_bookings, lock_pending
 from models.database import CHANGED_BOOKINGS, LOCKED_SHOWS
+from models.events import forget_noted_events
 from models.mypage import project_ids
 from models.outbox import enqueue
 from models.seats import flush_seat_states
 from models.shows import Show, get_show
+from services.events import Announced, write_announced
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,9 @@ class StepPublisher(Protocol):
 
     def reserve_soon(self, show_id: str) -> None:
         """Ask for the show's pending bookings to be decided soon (debounced)."""
+
+    def announce(self, announced: Announced) -> None:
+        """Hand committed webhook deliveries and mails to their queues; the sweeps cover a failure."""
 
 
 class UnitOfWork:
@@ -135,23 +143,27 @@ class UnitOfWork:
         changed = self.session.info.pop(CHANGED_BOOKINGS, None)
         if changed:
             project_ids(sorted(changed))
+        announced = write_announced(self.session)  # the events of its moves, in the same transaction
         if self._steps:
             self.session.flush()
         ready = [(message.id, message.task, message.booking_id, message.alone) for message in self._steps]
         self.session.commit()  # the session's locks and list of changes end with it (models/database.py)
         self.committed = True
-        if ready or self._reserve:
-            self._publish(ready)
+        if ready or self._reserve or announced:
+            self._publish(ready, announced)
 
     def rollback(self) -> None:
         self.session.rollback()
+        forget_noted_events(self.session)  # also those noted before any statement ran
         self._steps, self._reserve = [], set()
 
-    def _publish(self, ready) -> None:
+    def _publish(self, ready, announced: Announced | None = None) -> None:
         publisher: StepPublisher | None = current_app.extensions.get("step_publisher")
         if publisher is None:  # no broker configured here: the relay publishes the rows
             return
         if ready:
             publisher.publish(ready)
+        if announced:
+            publisher.announce(announced)
         for show_id in sorted(self._reserve):
             publisher.reserve_soon(show_id)

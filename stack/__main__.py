@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from .embedded import ServerError, servers_from_env_or_embedded
-from .processes import WORKER_METRICS_PORTS, stack_processes
+from .processes import MAIL_SINK_PORT, WORKER_METRICS_PORTS, stack_processes
 from .supervisor import Stack, StackError, mask_password
 
 log = logging.getLogger("stack")
@@ -73,6 +73,7 @@ def _up(args: argparse.Namespace) -> int:
         redis_port=args.redis_port,
         detach=True,  # stopped explicitly below, after the processes that use them
         metrics_ports=WORKER_METRICS_PORTS,  # the documented ones; other stacks pick free ports
+        mail_port=MAIL_SINK_PORT,
     )
     _raise_on_signals()
     try:
@@ -130,6 +131,7 @@ def _print_table(stack: Stack) -> None:
         rows.append(("  login", _flower_login(stack)))
     rows += [
         ("Payment gateway", urls["gateway"]),
+        ("Mail (SMTP sink)", f"{urls['smtp']}  (messages in {urls['mail']})"),
         ("PostgreSQL", mask_password(urls["database"])),
         ("Redis", mask_password(urls["redis"])),
         ("Logs", urls["logs"]),

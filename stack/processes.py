@@ -15,6 +15,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 GATEWAY_PORT = 8100
+MAIL_SINK_PORT = 8025
 FLOWER_PORT = 5555
 DEFAULT_API_PORT = 8000
 
@@ -46,6 +47,7 @@ def stack_processes(
     gateway_port: int = GATEWAY_PORT,
     flower_port: int = FLOWER_PORT,
     metrics_ports: dict[str, int] | None = None,
+    mail_port: int = MAIL_SINK_PORT,
 ) -> list[ProcessSpec]:
     """Every process of the stack in start order; the one-shot migration comes first.
 
@@ -62,6 +64,9 @@ def stack_processes(
             ("python", "-m", "gateway", "--host", "127.0.0.1", "--port", str(gateway_port),
              "--db", f"{data}/gateway.sqlite3"),
         ),
+        # The local SMTP sink customer mail goes to (SMTP_URL); every message a file in DATA/mail.
+        ProcessSpec("mail-sink", ("python", "-m", "stack.mail_sink", "--host", "127.0.0.1", "--port", str(mail_port),
+                                  "--dir", f"{data}/mail")),
         ProcessSpec(
             "api",
             ("gunicorn", "--config", "web/gunicorn_conf.py", "wsgi:app"),
@@ -89,6 +94,13 @@ def stack_processes(
             (*celery, "worker", "-Q", "waiting_room", "-n", "admission@%h", "--concurrency", "1", "-E"),
             env=worker_env(data, "worker-admission", ports["worker-admission"]),
         ),
+        # Webhook deliveries and customer mail (SPEC §12), on queues of their own: a receiver or an
+        # SMTP server that is slow or down never holds up a booking step.
+        ProcessSpec(
+            "worker-notify",
+            (*celery, "worker", "-Q", "webhooks,mail", "-n", "notify@%h", "--concurrency", str(2 * workers), "-E"),
+            env=worker_env(data, "worker-notify", ports["worker-notify"]),
+        ),
         ProcessSpec("beat", (*celery, "beat", "--schedule", f"{data}/celerybeat-schedule"),
                     env={"HEARTBEAT_FILE": f"{data}/heartbeat/beat"}),
     ]  # fmt: skip
@@ -108,7 +120,7 @@ def stack_processes(
 # These are the run command's ports; every other stack (tests, benchmark, chaos run) gets free ones
 # (`Stack(metrics_ports=None)`), so it starts while a `bin/run` stack is up.
 WORKER_METRICS_PORTS = {"worker-booking": 9101, "worker-payments": 9102, "worker-maintenance": 9103,
-                        "worker-admission": 9104}
+                        "worker-admission": 9104, "worker-notify": 9105}
 
 
 def free_metrics_ports() -> dict[str, int]:
@@ -131,12 +143,13 @@ def worker_env(data: str, name: str, metrics_port: int) -> dict[str, str]:
 
 
 def common_env(data_dir: Path | str, database_url: str, redis_url: str,
-               gateway_port: int = GATEWAY_PORT) -> dict[str, str]:
+               gateway_port: int = GATEWAY_PORT, mail_port: int = MAIL_SINK_PORT) -> dict[str, str]:
     """What every process gets on top of the caller's environment."""
     return {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "GATEWAY_URL": f"http://127.0.0.1:{gateway_port}",
+        "SMTP_URL": f"smtp://127.0.0.1:{mail_port}",
         "BOXOFFICE_INSTANCE": f"{data_dir}/instance",
     }
 
@@ -149,10 +162,11 @@ def process_env(
     redis_url: str,
     web_concurrency: int,
     gateway_port: int = GATEWAY_PORT,
+    mail_port: int = MAIL_SINK_PORT,
 ) -> dict[str, str]:
     """The full environment of one process: caller's env, then the stack's, then the process's own."""
     env = dict(base)
-    env.update(common_env(data_dir, database_url, redis_url, gateway_port))
+    env.update(common_env(data_dir, database_url, redis_url, gateway_port, mail_port))
     env.setdefault("WEB_CONCURRENCY", str(web_concurrency))
     env.update(spec.env)
     env["PYTHONUNBUFFERED"] = "1"  # logs reach the log file as they happen

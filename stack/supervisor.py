@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .embedded import ServerError, port_in_use, servers_from_env_or_embedded, tail
+from .embedded import ServerError, free_port, port_in_use, servers_from_env_or_embedded, tail
 from .processes import (
     DEFAULT_API_PORT,
     FLOWER_PORT,
@@ -101,8 +101,11 @@ class Stack:
         gateway_port: int = GATEWAY_PORT,
         flower_port: int = FLOWER_PORT,
         metrics_ports: dict[str, int] | None = None,
+        mail_port: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        # The mail sink's SMTP port: the run command's fixed one (MAIL_SINK_PORT); others a free one.
+        self.mail_port = mail_port or free_port()
         # The workers' metrics ports: the run command passes its fixed ones (WORKER_METRICS_PORTS);
         # any other stack gets free ones, chosen once, so a restarted worker keeps its port.
         self.metrics_ports = dict(metrics_ports) if metrics_ports else free_metrics_ports()
@@ -137,6 +140,8 @@ class Stack:
             "api": api,
             "docs": f"{api}/docs",
             "gateway": f"http://127.0.0.1:{self.gateway_port}",
+            "smtp": f"smtp://127.0.0.1:{self.mail_port}",
+            "mail": str(self.data_dir / "mail"),
             "database": self.database_url,
             "redis": self.redis_url,
             "logs": str(self.logs_dir),
@@ -231,6 +236,7 @@ class Stack:
             gateway_port=self.gateway_port,
             flower_port=self.flower_port,
             metrics_ports=self.metrics_ports,
+            mail_port=self.mail_port,
         )
 
     def _check_programs(self, specs: list[ProcessSpec]) -> None:
@@ -240,7 +246,7 @@ class Stack:
                 raise StackError(f"{spec.name}: {program} not found; install requirements.txt into this venv")
 
     def _check_ports_free(self) -> None:
-        ports = {"api": self.api_port, "gateway": self.gateway_port}
+        ports = {"api": self.api_port, "gateway": self.gateway_port, "mail sink": self.mail_port}
         if self.flower:
             ports["flower"] = self.flower_port
         ports.update({f"{name} metrics": port for name, port in self.metrics_ports.items()})
@@ -251,7 +257,7 @@ class Stack:
     def _child(self, spec: ProcessSpec) -> _Child:
         env = process_env(
             spec, self.base_env, self.data_dir, self.database_url, self.redis_url, self.web_concurrency,
-            self.gateway_port,
+            self.gateway_port, self.mail_port,
         )
         return _Child(spec, env, self.logs_dir / f"{spec.name}.log")
 

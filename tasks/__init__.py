@@ -20,6 +20,11 @@ class StepPublisher:
         from tasks.reservation_kicks import reserve_soon
         reserve_soon(show_id, self.app)
 
+    def announce(self, announced) -> None:
+        """Webhook deliveries and mails to their own queues (the sweeps send what this loses)."""
+        from tasks.announcing import hand_over
+        hand_over(announced)
+
 
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):

@@ -34,8 +34,8 @@ def create_app(config: dict | None = None) -> Flask:
     jwt.init_app(app)
     api.init_app(app)
 
-    from web import admin, auth, bookings, checkins, errors, mypage, ops, queue, seat_maps, shows
-    for module in (auth, seat_maps, shows, queue, bookings, checkins, mypage, ops, admin):
+    from web import admin, auth, bookings, checkins, errors, mypage, ops, queue, seat_maps, shows, webhooks
+    for module in (auth, seat_maps, shows, queue, bookings, checkins, mypage, ops, admin, webhooks):
         api.register_blueprint(module.blp)
     errors.init_app(app, api)
     from web import docs, ratelimit

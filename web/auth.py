@@ -25,12 +25,15 @@ class RegisterSchema(Schema):
     email = fields.Email(required=True, validate=validate.Length(max=254))
     password = Text(required=True, load_only=True, validate=validate.Length(min=8, max=128))
     name = Text(required=True, validate=validate.Length(min=1, max=100))
+    locale = fields.String(load_default="ko", validate=validate.OneOf(["ko", "en"]),
+                           metadata={"description": "the language of the customer's mail (default ko)"})
 
 
 class UserSchema(Schema):
     id = fields.String(dump_only=True)
     email = fields.String()
     name = fields.String()
+    locale = fields.String()
 
 
 class TokenRequestSchema(Schema):
@@ -51,7 +54,7 @@ class Registration(MethodView):
     @documented_errors(blp, 400, 413, 422, 429, e409="The email is already registered")
     def post(self, body):
         """Register a customer account"""
-        return register_user(body["email"], body["password"], body["name"])
+        return register_user(body["email"], body["password"], body["name"], locale=body["locale"])
 
 
 @blp.route("/token")

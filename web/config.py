@@ -46,6 +46,31 @@ class Config:
     ADMISSION_TOKEN_SECRET = os.environ.get("ADMISSION_TOKEN_SECRET")
     RATE_LIMIT_QUEUE_JOINS = os.environ.get("RATE_LIMIT_QUEUE_JOINS", "30/minute")  # per client IP
 
+    # Webhooks (SPEC §12, docs/webhooks.md): a delivery's timeouts (short: a slow receiver holds a
+    # worker for no longer), its backoff (exponential with jitter, base doubling up to the cap) and
+    # how long a delivery keeps being retried before it is recorded FAILED (at least 24 hours);
+    # the lease an attempt holds its delivery for (above the timeouts: then it is due again).
+    WEBHOOK_CONNECT_TIMEOUT_S = float(os.environ.get("WEBHOOK_CONNECT_TIMEOUT_S", "3"))
+    WEBHOOK_TIMEOUT_S = float(os.environ.get("WEBHOOK_TIMEOUT_S", "5"))
+    WEBHOOK_RETRY_BASE_S = float(os.environ.get("WEBHOOK_RETRY_BASE_S", "10"))
+    WEBHOOK_RETRY_MAX_S = float(os.environ.get("WEBHOOK_RETRY_MAX_S", "3600"))
+    WEBHOOK_RETRY_FOR_S = float(os.environ.get("WEBHOOK_RETRY_FOR_S", str(24 * 3600)))
+    WEBHOOK_LEASE_S = float(os.environ.get("WEBHOOK_LEASE_S", "60"))
+    # Production: refuse endpoints (and deliveries) whose host resolves to a loopback, private,
+    # link-local or reserved address. Off by default, for receivers on 127.0.0.1 in development.
+    WEBHOOK_REFUSE_PRIVATE = os.environ.get("WEBHOOK_REFUSE_PRIVATE", "off") == "on"
+
+    # Customer mail (SPEC §12): the SMTP server (bin/run's local sink by default), the sender, the
+    # base of the links in the mail, and the retries while the server is down or refuses.
+    SMTP_URL = os.environ.get("SMTP_URL", "smtp://127.0.0.1:8025")
+    SMTP_TIMEOUT_S = float(os.environ.get("SMTP_TIMEOUT_S", "10"))
+    MAIL_FROM = os.environ.get("MAIL_FROM", "boxoffice <tickets@boxoffice.example>")
+    PUBLIC_URL = os.environ.get("PUBLIC_URL", "http://127.0.0.1:8000")
+    MAIL_RETRY_BASE_S = float(os.environ.get("MAIL_RETRY_BASE_S", "5"))
+    MAIL_RETRY_MAX_S = float(os.environ.get("MAIL_RETRY_MAX_S", "600"))
+    MAIL_RETRY_FOR_S = float(os.environ.get("MAIL_RETRY_FOR_S", str(3 * 24 * 3600)))
+    MAIL_LEASE_S = float(os.environ.get("MAIL_LEASE_S", "120"))
+
     # Auth: a secret from the environment, else one generated at first run in the instance folder.
     JWT_SECRET_KEY = os.environ.get("SECRET_KEY")
     JWT_ACCESS_TOKEN_EXPIRES = int(os.environ.get("TOKEN_TTL_S", "3600"))

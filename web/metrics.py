@@ -162,6 +162,28 @@ class DomainCollector:
             if key.startswith("violations:"):
                 report.add_metric([key.split(":", 1)[1]], count)
         yield report
+        yield from _webhook_gauges(values)
+
+
+# The webhook endpoints' gauges (services/gauges.py webhook_gauges), by endpoint id.
+WEBHOOK_GAUGES = {
+    "pending": ("boxoffice_webhook_deliveries_pending", "Webhook deliveries not delivered yet, by endpoint."),
+    "failed": ("boxoffice_webhook_deliveries_failed", "Webhook deliveries given up after their retry window "
+                                                      "(replay them: POST /admin/webhooks/deliveries/{id}/retry)."),
+    "oldest_pending_age_s": ("boxoffice_webhook_oldest_pending_age_seconds",
+                             "Age of the endpoint's oldest pending delivery (0 with none)."),
+}
+
+
+def _webhook_gauges(values: dict[str, float]):
+    families = {gauge: GaugeMetricFamily(name, text, labels=["endpoint"])
+                for gauge, (name, text) in WEBHOOK_GAUGES.items()}
+    for key, value in sorted(values.items()):
+        if key.startswith("webhooks:"):
+            _, gauge, endpoint_id = key.split(":", 2)
+            if gauge in families:
+                families[gauge].add_metric([endpoint_id], value)
+    yield from families.values()
 
 
 def _gauges_redis(app: Flask):

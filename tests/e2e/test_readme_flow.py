@@ -51,7 +51,7 @@ def test_a_newcomer_books_pays_issues_and_cancels_through_the_api(stack, api):
     registered = api.post("/auth/register", json={"email": "kim@example.com", "password": "kim-password",
                                                   "name": "Kim"})
     assert registered.status_code == 201
-    assert set(registered.json()) == {"id", "email", "name"}
+    assert set(registered.json()) == {"id", "email", "name", "locale"} and registered.json()["locale"] == "ko"
     assert api.post("/auth/register", json={"email": "kim@example.com", "password": "kim-password",
                                             "name": "Kim"}).status_code == 409
     kim = bearer(token(api, "kim@example.com", "kim-password"))

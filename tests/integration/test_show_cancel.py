@@ -95,6 +95,16 @@ def test_a_cancelled_show_refunds_every_live_booking_in_full_and_takes_no_more(
     assert client.post(f"/bookings/{plain}/cancel", headers=customer["headers"]).status_code == 202
     counts = client.get("/admin/consistency", headers=admin_headers).json["counts"]
     assert (counts["cancelled_show_live"], counts["cancelled_show_tickets_valid"]) == (0, 0), counts
+    # Partners hear of it once (SPEC §12), and of each booking's cancel.
+    from sqlalchemy import select
+
+    from models import db
+    from models.events import Event
+    with app.app_context():
+        told = db.session.execute(select(Event.type, Event.booking_id).where(Event.show_id == show["id"])).all()
+        db.session.remove()
+    assert [booking for kind, booking in told if kind == "show.cancelled"] == [None], told
+    assert {booking for kind, booking in told if kind == "booking.cancelled"} >= {used, part, plain}, told
 
 
 def test_a_cancelled_show_takes_no_queue_joins(client, admin_headers, new_customer):

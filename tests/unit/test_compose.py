@@ -55,7 +55,7 @@ def test_the_schema_check_catches_a_broken_file(compose):
 
 def normalized(argv) -> list[str]:
     """A command line with deployment-specific values (addresses, ports, paths, secrets, sizes) masked."""
-    masked_options = {"--host", "--port", "--db", "--schedule", "--concurrency", "--address", "--basic-auth"}
+    masked_options = {"--host", "--port", "--db", "--dir", "--schedule", "--concurrency", "--address", "--basic-auth"}
     out, mask_next = [], False
     for token in argv:
         if mask_next:

@@ -54,6 +54,8 @@ from pathlib import Path
 
 import requests
 
+from chaos import notify
+
 log = logging.getLogger("chaos")
 
 GATEWAY_TIMEOUT_S = 2  # the stack's read timeout of a gateway call (the slow-gateway fault outlasts it)
@@ -235,6 +237,9 @@ class Chaos:
                                "GATEWAY_URL": self.stack.urls["gateway"]})
 
     def stop(self):
+        receiver = getattr(self, "receiver", None)
+        if receiver is not None:
+            receiver.stop()
         stack = getattr(self, "stack", None)
         if stack is not None:
             stack.stop(timeout=20)
@@ -256,6 +261,10 @@ class Chaos:
             register(email, password, "Chaos admin", role=Role.ADMIN)
             db.session.commit()
         self.admin = self._token(email, password)
+        # A partner listening for every event (SPEC §12), from before the first booking.
+        self.receiver = notify.Receiver()
+        self.receiver.start()
+        self.endpoint = notify.register(self.api, self.admin, self.receiver)
         email = f"chaos-gate-{secrets.token_hex(4)}@example.com"
         with self.app.app_context():
             register(email, password, "Chaos gate", role=Role.STAFF)
@@ -565,6 +574,11 @@ class Chaos:
             ("SIGKILL worker-maintenance and beat", lambda: (self.kill_process("worker-maintenance"),
                                                               self.kill_process("beat")), None, short),
             ("SIGKILL worker-admission", lambda: self.kill_process("worker-admission"), None, short),
+            # SPEC §12: the partner's receiver down, the SMTP server hung, the notify worker killed.
+            ("webhook receiver down (503)", lambda: self.receiver.down.set(), lambda: self.receiver.down.clear(), short),
+            ("SMTP server hung (SIGSTOP)", lambda: self.signal_process("mail-sink", signal.SIGSTOP),
+             lambda: self.signal_process("mail-sink", signal.SIGCONT), short),
+            ("SIGKILL worker-notify", lambda: self.kill_process("worker-notify"), None, short),
         ]
 
     def schedule_seconds(self) -> float:
@@ -617,6 +631,9 @@ class Chaos:
     def kill_process(self, name):
         popen = self.stack.process(name)
         os.killpg(popen.pid, signal.SIGKILL)  # the process and its pool children, mid-task
+
+    def signal_process(self, name, signum):
+        os.killpg(self.stack.process(name).pid, signum)
 
     def kill_children(self, name):
         popen = self.stack.process(name)
@@ -687,8 +704,10 @@ class Chaos:
                 time.sleep(3)
                 continue
             counts = report.counts()
-            log.info("settling: %s stuck, %s my page mismatches", counts["stuck"], counts["mypage_mismatches"])
-            if counts["stuck"] == 0 and counts["mypage_mismatches"] == 0:
+            unsent = notify.unfinished(self.app)
+            log.info("settling: %s stuck, %s my page mismatches, %s deliveries and mails to go", counts["stuck"],
+                     counts["mypage_mismatches"], unsent)
+            if counts["stuck"] == 0 and counts["mypage_mismatches"] == 0 and unsent == 0:
                 clean_in_a_row += 1
                 if clean_in_a_row >= 2:
                     return report
@@ -755,6 +774,7 @@ class Chaos:
         queue = self.queue_problems()
         self.wrong_fees, cancelled_with_fee = self.fee_problems()
         doomed_refunds = self.doomed_refunds()
+        self.notify_problems = notify.problems(self.app, self.endpoint, self.receiver, self.stack.data_dir / "mail")
         result = {
             "bookings": len(self.accepted),
             "final_states": counts["final_states"],
@@ -780,6 +800,7 @@ class Chaos:
             "show_cancel_bookings_refused": self.doomed["refused"],
             "show_cancel_refused_before_cancel": self.doomed["refused_before_cancel"],
             "show_cancel_accepted_after_cancel": self.doomed["accepted_after_cancel"],
+            **{key: value for key, value in self.notify_problems.items() if key != "missed_examples"},
             "workload_errors": len(self.errors),
             # Asked for and neither accepted nor refused for a cancelled show.
             "not_accepted": (self.args.bookings - len(self.accepted) - self.doomed["refused"]
@@ -814,6 +835,12 @@ class Chaos:
         print(f"at the door: {dict(self.door)}")
         print(f"cancels that kept a fee: {result['cancelled_with_fee']}; fee mismatches: {result['fee_mismatches']}; "
               f"partial cancels: {dict(self.partials)}")
+        found = self.notify_problems
+        print(f"webhooks: {found['webhook_events']} events, {found['webhook_deliveries_received']} deliveries received "
+              f"({found['webhook_refused_while_down']} refused while down); missed {found['webhook_events_missed']}, "
+              f"bad signatures {found['webhook_bad_signatures']}; mail: {found['mails']} mails, lost "
+              f"{found['mails_lost']}, doubled {found['mails_doubled']}, resent with the same Message-ID "
+              f"{found['mail_resends']} {found['missed_examples'] or ''}")
         print(f"the show cancelled mid-way: refunds {result['show_cancel_refunds']}, bookings refused after "
               f"{result['show_cancel_bookings_refused']}, refused before {result['show_cancel_refused_before_cancel']}, "
               f"accepted after {result['show_cancel_accepted_after_cancel']}")
@@ -924,7 +951,8 @@ ZERO_KEYS = ("lost", "stuck", "oversold", "double_charges", "missing_refunds", "
 # moment it is in the report, with no list here to forget to update.
 NOT_COUNTS = frozenset({"bookings", "faults", "seconds", "cancelled_while_gateway_slow", "reserved_bookings",
                         "queued_bookings", "door_scanned", "cancelled_with_fee", "partial_cancels",
-                        "show_cancel_bookings_refused"})
+                        "show_cancel_bookings_refused", "webhook_events", "webhook_deliveries_received",
+                        "webhook_refused_while_down", "mails", "mail_resends"})
 
 
 def report_counts(counts: dict) -> dict:

@@ -343,6 +343,7 @@ class Report:
     queue: dict = field(default_factory=dict)  # queue_report()
     door: dict = field(default_factory=dict)  # door_report()
     cancelled_shows: dict = field(default_factory=dict)  # cancelled_show_report()
+    notify: dict = field(default_factory=dict)  # notify_report()
 
     @property
     def oversold(self) -> int:
@@ -378,6 +379,7 @@ class Report:
             **{name: len(found) for name, found in self.queue.items()},
             **{name: len(found) for name, found in self.door.items()},
             **{name: len(found) for name, found in self.cancelled_shows.items()},
+            **{name: len(found) for name, found in self.notify.items()},
         }
 
     @property
@@ -404,6 +406,7 @@ def check(gateway, accepted_ids=()) -> Report:
         queue=queue_report(),
         door=door_report(),
         cancelled_shows=cancelled_show_report(),
+        notify=notify_report(),
     )
     # A charge at the gateway for a reference we have no booking for is money taken without a hold.
     known = set(db.session.scalars(select(Booking.id)))

@@ -69,6 +69,11 @@ class ConsistencySchema(Schema):
         "description": "waiting rooms: queue_out_of_order, queue_admitted_twice, admission_misused (SPEC §9)"})
     door = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), metadata={
         "description": "the door (SPEC §10): checked_in_not_paid, checked_in_unsigned (booking ids)"})
+    cancelled_shows = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), metadata={
+        "description": "cancelled shows (SPEC §11): cancelled_show_live, cancelled_show_tickets_valid (booking ids)"})
+    notify = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), metadata={
+        "description": "webhooks and mail (SPEC §12): events_not_delivered (no delivery row for an endpoint that "
+                       "wanted it), mails_missing (no mail row for an event a customer is told of): event ids"})
 
 
 @blp.route("/task-failures")
@@ -120,4 +125,5 @@ class Consistency(MethodView):
         return {"consistent": report.consistent, "counts": report.counts(), "shows": report.shows,
                 "money_problems": report.money_problems, "issued_on_refunded": report.issued_on_refunded,
                 "mypage_mismatches": report.mypage_mismatches, "unsettled": report.stuck, "seats": report.seats,
-                "queue": report.queue, "door": report.door}
+                "queue": report.queue, "door": report.door, "cancelled_shows": report.cancelled_shows,
+                "notify": report.notify}

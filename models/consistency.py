@@ -29,6 +29,8 @@ harness. Every check is a read: running it never changes anything.
   parts cancelled before).
 - partial cancels (SPEC §11): a PAID booking keeps its amount plus the fees of its parts cancelled,
   and shows what was refunded for them; one whose part's refund is due counts as stuck.
+- webhooks and mail (SPEC §12): every event has a delivery row for each endpoint that wanted it
+  and, if a customer is told of it, a mail row (both written in the event's own transaction).
 """
 from __future__ import annotations
 

@@ -46,6 +46,9 @@ class Config:
     ADMISSION_TOKEN_SECRET = os.environ.get("ADMISSION_TOKEN_SECRET")
     RATE_LIMIT_QUEUE_JOINS = os.environ.get("RATE_LIMIT_QUEUE_JOINS", "30/minute")  # per client IP
 
+    # The waiting room page's link to the promoter's shop once admitted ({show_id}, {token}); unset: no link.
+    SHOP_URL_TEMPLATE = os.environ.get("SHOP_URL_TEMPLATE")
+
     # Auth: a secret from the environment, else one generated at first run in the instance folder.
     JWT_SECRET_KEY = os.environ.get("SECRET_KEY")
     JWT_ACCESS_TOKEN_EXPIRES = int(os.environ.get("TOKEN_TTL_S", "3600"))

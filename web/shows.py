@@ -235,7 +235,8 @@ class ShowSeats(MethodView):
 
 @blp.route("/<show_id>/seats.svg")
 class ShowSeatPicture(MethodView):
-    @blp.response(200, content_type="image/svg+xml", description="The seat map drawn (SVG)",
+    @blp.response(200, {"type": "string", "format": "binary"}, content_type="image/svg+xml",
+                  description="The seat map drawn (SVG)",
                   headers={"ETag": {"description": "the seat states' version", "schema": {"type": "string"}}})
     @blp.alt_response(304, description="Not modified since the version in If-None-Match")
     @documented_errors(blp, e404="No such show, or a general admission show (no seat map)")

@@ -15,7 +15,9 @@
     });
     return node;
   }
-  function number(value) { return value === null || value === undefined ? "–" : value.toLocaleString(); }
+  function number(value) {
+    return value === null || value === undefined ? "–" : value.toLocaleString(undefined, {maximumFractionDigits: 1});
+  }
   function latest(points) { return points.length ? points[points.length - 1][1] : null; }
 
   /* A rate over the last minutes as a small line chart; the figure beside it says the same in words. */
@@ -30,6 +32,7 @@
     border.setAttribute("width", width); border.setAttribute("height", height);
     border.setAttribute("fill", "#f4f6f8"); border.setAttribute("stroke", "#c5cbd3");
     svg.appendChild(border);
+    if (points.length === 1) points = [[points[0][0] - 1, points[0][1]], points[0]];
     if (points.length > 1) {
       var first = points[0][0], last = points[points.length - 1][0] || first + 1;
       var top = Math.max.apply(null, points.map(function (p) { return p[1]; })) || 1;
@@ -45,7 +48,7 @@
   }
 
   function categoryTable(show) {
-    var reserved = show.seating === "RESERVED";
+    var reserved = show.seating === "reserved";
     var columns = reserved ? ["category", "capacity", "sold", "held", "blocked", "remaining"]
                            : ["category", "capacity", "taken", "remaining"];
     var head = el("tr", {}, columns.map(function (c) { return el("th", {scope: "col"}, [t[c]]); }));
@@ -81,7 +84,7 @@
     var section = el("section", {"class": "show", "aria-labelledby": headingId, "data-show": show.id}, [
       el("h2", {id: headingId}, [show.title]), el("p", {"class": "quiet"}, [show.venue + ". " + when]),
       el("dl", {"class": "figures"}, figures), categoryTable(show)]);
-    if (show.seating === "RESERVED") {
+    if (show.seating === "reserved") {
       var image = el("img", {alt: t.seat_map + " " + show.title, "class": "seat-map", id: "map-" + show.id});
       if (maps[show.id]) image.src = maps[show.id].url;
       section.appendChild(el("figure", {}, [image]));

@@ -214,3 +214,17 @@ def test_the_dashboard_follows_a_small_rush(stack, api, admin, browser):
                   "document.getElementById('consistency').textContent.includes('violations: none')", 60,
                   "the measured gauges, with no violation")
     page.screenshot(ARTIFACTS / "dashboard-after-rush.png")
+
+
+def test_the_vendored_axe_core_is_the_published_one():
+    """tests/e2e/vendor/axe-core/README.md names the version and the sha256 of the npm package's file."""
+    import hashlib
+    import re
+
+    from tests.e2e.browser import AXE
+    readme = (AXE.parent / "README.md").read_text()
+    version = re.search(r"# axe-core (\d+\.\d+\.\d+)", readme).group(1)
+    digest = re.search(r"sha256 of axe.min.js: ([0-9a-f]{64})", readme).group(1)
+    assert AXE.read_text().startswith(f"/*! axe v{version}")
+    assert hashlib.sha256(AXE.read_bytes()).hexdigest() == digest
+    assert "Mozilla Public License" in (AXE.parent / "LICENSE").read_text()

@@ -25,6 +25,10 @@ blp = Blueprint("pages", __name__, template_folder="templates", static_folder="s
                 static_url_path="/pages/static")
 
 LANGUAGES = ("en", "ko")
+# The pages load only their own files and talk only to this API; the seat maps come in as blobs.
+HEADERS = {"Cache-Control": "no-cache",
+           "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; object-src 'none'; "
+                                      "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"}
 
 
 def language() -> str:
@@ -37,12 +41,12 @@ def waiting_room(show_id: str):
     show = get_show(show_id)
     page = render_template("pages/waiting_room.html", show=show, lang=language(),
                            shop_url_template=current_app.config.get("SHOP_URL_TEMPLATE") or "")
-    return page, 200, {"Cache-Control": "no-cache"}
+    return page, 200, HEADERS
 
 
 @blp.get("/admin/dashboard")
 def admin_dashboard():
-    return render_template("pages/dashboard.html", lang=language()), 200, {"Cache-Control": "no-cache"}
+    return render_template("pages/dashboard.html", lang=language()), 200, HEADERS
 
 
 @blp.get("/admin/dashboard/data")

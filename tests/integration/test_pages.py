@@ -41,6 +41,7 @@ def test_the_picture_agrees_with_the_json_page_seat_for_seat(client, admin_heade
     picture = client.get(f"/shows/{show['id']}/seats.svg")
     assert picture.status_code == 200 and picture.mimetype == "image/svg+xml"
     assert picture.headers["Cache-Control"] == "public, max-age=1"
+    assert picture.headers["Content-Security-Policy"] == "default-src 'none'; style-src 'unsafe-inline'"
     assert set(drawn_states(picture.data).values()) == {"AVAILABLE"}
     etag = picture.headers["ETag"]
     assert client.get(f"/shows/{show['id']}/seats.svg", headers={"If-None-Match": etag}).status_code == 304
@@ -86,6 +87,8 @@ def test_the_waiting_room_speaks_the_browsers_language_and_links_the_shop(app, c
     english = client.get(f"/shows/{show['id']}/waiting-room", headers={"Accept-Language": "en-GB,en;q=0.9"})
     assert english.status_code == 200 and english.mimetype == "text/html"
     assert '<html lang="en">' in english.text and "Waiting room" in english.text and show["title"] in english.text
+    assert "script-src" not in english.headers["Content-Security-Policy"]  # default-src 'self': our files only
+    assert english.headers["Content-Security-Policy"].startswith("default-src 'self'")
     korean = client.get(f"/shows/{show['id']}/waiting-room", headers={"Accept-Language": "ko-KR,ko;q=0.9,en;q=0.5"})
     assert '<html lang="ko">' in korean.text and "대기실" in korean.text
     assert 'data-shop=""' in korean.text

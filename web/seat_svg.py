@@ -7,7 +7,8 @@ per map and kept as text fragments; a new version of the states only joins each 
 with the shape of its state. A seat is one `<use>` of a shape defined once, so a 5,000-seat map is
 a few hundred kilobytes and a 100,000-seat one about as large as its JSON page.
 
-Colour tells the category; the shape tells the state (colour is never the only signal):
+Colour tells the category; the shape tells the state (colour is never the only signal; the
+legend draws the states in a neutral grey):
 AVAILABLE a filled disc, HELD a ring with a dot, SOLD a dark square, BLOCKED a crossed-out square
 outline. Each seat's element carries its id (`s` + the seat id), so a test or a script can read
 the state of every seat back from the picture.
@@ -101,7 +102,7 @@ class Layout:
             x += 2 * RADIUS + 18 + 8 * len(name)
         x = MARGIN
         for shape, name in zip(SHAPES, LEGEND_NAMES):
-            parts.append(f'<use href="#{shape}" class="c0" x="{x + RADIUS}" y="{MARGIN + 40}"/>'
+            parts.append(f'<use href="#{shape}" class="cn" x="{x + RADIUS}" y="{MARGIN + 40}"/>'
                          f'<text x="{x + 2 * RADIUS + 6}" y="{MARGIN + 44}">{name}</text>')
             x += 2 * RADIUS + 18 + 8 * len(name)
         return '<g class="legend" aria-label="Legend">' + "".join(parts) + "</g>"
@@ -120,7 +121,7 @@ def draw(title: str, show_id: str, version: int, layout: Layout, states: bytes) 
             f'<title id="t">Seat map of {escape(title)}</title>'
             f'<desc id="d">{len(states)} seats: {summary}. Colour is the category; the shape is the state.</desc>'
             f'<style>text{{font:12px sans-serif;fill:#222}}.section{{font-weight:bold;font-size:13px}}'
-            f'{styles}</style>{_DEFS}'
+            f'{styles}.cn{{color:#59636e}}</style>{_DEFS}'
             f'<rect width="100%" height="100%" fill="#fff"/>{layout.legend()}{layout.labels}<g class="seats">')
     before = layout.before
     shapes = [before + shape for shape in SHAPES]

@@ -115,6 +115,27 @@ def test_the_seat_map_draws_every_state_as_the_json_page_says(stack, api, admin,
         gateway.clear_faults()
 
 
+def test_a_5000_seat_map_is_drawn_whole_and_legible(stack, api, admin, browser):
+    arena = {"name": "Arena", "sections": [
+        {"name": f"Block {block}", "rows": [{"name": f"{row}", "seats": 100, "category": ("VIP", "R", "S")[block % 3]}
+                                            for row in range(1, 11)]} for block in range(1, 6)]}
+    seat_map = api.post("/seat-maps", headers=admin["headers"], json=arena).json()
+    assert seat_map["seat_count"] == 5000
+    show = api.post("/shows", headers=admin["headers"], json={
+        "title": "Arena night", "venue": "Gocheok Sky Dome", "seat_map_id": seat_map["id"], "prices": PRICES,
+        "starts_at": (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()}).json()
+    fan = customer(api)
+    sold = api.post("/bookings", headers=fan["headers"], json={
+        "show_id": show["id"], "payment_method": "tok_ok", "seats": [f"2-5-{n}" for n in range(45, 55)]}).json()
+    wait_for_booking(api, fan["headers"], sold["id"], status="PAID")
+    page = browser(width=1500, height=960)
+    page.open(f"{api.base}/shows/{show['id']}/seats.svg")
+    size = page.evaluate("[document.documentElement.width.baseVal.value, document.documentElement.height.baseVal.value]")
+    assert size[0] <= 1500 and size[1] <= 960, size  # the whole map at its natural size, on one screen
+    assert page.evaluate("document.querySelectorAll('g.seats use').length") == 5000
+    page.screenshot(ARTIFACTS / "seat-map-5000.png", full_page=False)
+
+
 def test_the_waiting_room_is_waited_in_until_the_admission(stack, api, admin, browser):
     on_sale = datetime.now(timezone.utc) + timedelta(seconds=12)
     show = api.post("/shows", headers=admin["headers"], json={

@@ -102,7 +102,19 @@ class BenchStack:
         os.environ["BOXOFFICE_INSTANCE"] = str(self.data_dir / "var" / "instance")
         from web import create_app
         self.app = create_app()
+        self._announce_dashboard()
         return self
+
+    def _announce_dashboard(self) -> None:
+        """An admin of this run, so the on-sale dashboard (docs/pages.md) can be watched meanwhile."""
+        from models import db
+        from models.users import Role, register
+        email, password = f"bench-admin-{uuid.uuid4().hex[:8]}@example.test", secrets.token_urlsafe(12)
+        with self.app.app_context():
+            register(email, password, "Bench admin", role=Role.ADMIN)
+            db.session.commit()
+        print(f"watch it: {self.stack.urls['api']}/admin/dashboard (sign in as {email}, password {password})",
+              flush=True)
 
     def __exit__(self, *exc) -> None:
         if self.stack is not None:

@@ -38,8 +38,9 @@ def create_app(config: dict | None = None) -> Flask:
     for module in (auth, seat_maps, shows, queue, bookings, checkins, mypage, ops, admin, webhooks):
         api.register_blueprint(module.blp)
     errors.init_app(app, api)
-    from web import docs, ratelimit
+    from web import docs, pages, ratelimit
     docs.init_app(app)
+    app.register_blueprint(pages.blp)  # HTML pages, outside the OpenAPI document (web/pages.py)
     ratelimit.init_app(app)
 
     from web.cli import shows_cli, users_cli

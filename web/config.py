@@ -71,6 +71,9 @@ class Config:
     MAIL_RETRY_FOR_S = float(os.environ.get("MAIL_RETRY_FOR_S", str(3 * 24 * 3600)))
     MAIL_LEASE_S = float(os.environ.get("MAIL_LEASE_S", "120"))
 
+    # The waiting room page's link to the promoter's shop once admitted ({show_id}, {token}); unset: no link.
+    SHOP_URL_TEMPLATE = os.environ.get("SHOP_URL_TEMPLATE")
+
     # Auth: a secret from the environment, else one generated at first run in the instance folder.
     JWT_SECRET_KEY = os.environ.get("SECRET_KEY")
     JWT_ACCESS_TOKEN_EXPIRES = int(os.environ.get("TOKEN_TTL_S", "3600"))

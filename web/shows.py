@@ -14,6 +14,7 @@ from models.shows import MAX_POLICY_RULES, Show, get_show
 from models.waiting_room import MAX_ADMIT_PER_MINUTE, MAX_SESSION_MINUTES
 from models.users import Role
 from web.seat_page import seat_page
+from web.seat_svg import seat_picture
 from services import show_cancel
 from services.shows import blocked_seats, change_show, create_show
 from web.auth import BEARER, login_required
@@ -230,6 +231,19 @@ class ShowSeats(MethodView):
         """Every seat of a reserved show and its status (AVAILABLE, HELD, SOLD, BLOCKED), from a read
         model the reservation step keeps current; send If-None-Match to get 304 while nothing changed"""
         return seat_page(show_id, request.if_none_match)
+
+
+@blp.route("/<show_id>/seats.svg")
+class ShowSeatPicture(MethodView):
+    @blp.response(200, {"type": "string", "format": "binary"}, content_type="image/svg+xml",
+                  description="The seat map drawn (SVG)",
+                  headers={"ETag": {"description": "the seat states' version", "schema": {"type": "string"}}})
+    @blp.alt_response(304, description="Not modified since the version in If-None-Match")
+    @documented_errors(blp, e404="No such show, or a general admission show (no seat map)")
+    def get(self, show_id):
+        """The seat map drawn: each seat a shape coloured by category, its state shown by the shape
+        (web/seat_svg.py), from the same read model as GET /shows/{id}/seats; at most a second old"""
+        return seat_picture(show_id, request.if_none_match)
 
 
 @blp.route("/<show_id>/blocked-seats")

@@ -7,6 +7,7 @@ import os
 from datetime import timedelta
 
 from kombu import Queue
+from kombu.transport import TRANSPORT_ALIASES
 
 # --- Retry backoff bound ----------------------------------------------------------------------
 # Steps back off exponentially (1, 2, 4 … s, full jitter) up to RETRY_BACKOFF_MAX seconds. The
@@ -19,6 +20,9 @@ RETRY_BACKOFF_MAX = min(int(os.environ.get("RETRY_BACKOFF_MAX_S", RETRY_BACKOFF_
 # --- Broker -----------------------------------------------------------------------------------
 # Redis is the broker; the database, not Redis, is the source of truth (see tasks/publishing.py).
 broker_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0")
+# kombu's Redis transport with bounded reads of its fanout channel, so a worker never hangs for
+# ever after Redis restarts (tasks/redis_transport.py). Named by path: it is imported when used.
+TRANSPORT_ALIASES["redis"] = "tasks.redis_transport:Transport"
 
 # An unacked message is redelivered after the visibility timeout. It must exceed every task's
 # time limit and every retry countdown, or a slow or delayed task would run twice at once.

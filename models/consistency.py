@@ -310,14 +310,17 @@ def unsettled_bookings() -> list[str]:
 
 def cancelled_show_report() -> dict[str, list]:
     """Cancelled shows (SPEC §11): no booking of one is live (PENDING, CONFIRMED, PAID) once its
-    fan-out is done, and every ticket of one is VOID."""
+    fan-out is done, and no ticket of one could still be used (ISSUABLE, ISSUED, CHECKED_IN: the
+    fan-out voids them; a booking that never got paid, rejected or expired, keeps its ticket
+    NOT_ISSUABLE, which admits no one)."""
     cancelled = select(Show.id).where(Show.cancelled_at.is_not(None))
     live = list(db.session.scalars(
         select(Booking.id).where(Booking.show_id.in_(cancelled), Booking.status.in_(
             [BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.PAID])).order_by(Booking.seq)))
     tickets = list(db.session.scalars(
         select(Ticket.booking_id).join(Booking, Booking.id == Ticket.booking_id)
-        .where(Booking.show_id.in_(cancelled), Ticket.status != TicketStatus.VOID).order_by(Ticket.booking_id)))
+        .where(Booking.show_id.in_(cancelled), Ticket.status.in_(
+            [TicketStatus.ISSUABLE, TicketStatus.ISSUED, TicketStatus.CHECKED_IN])).order_by(Ticket.booking_id)))
     return {"cancelled_show_live": live, "cancelled_show_tickets_valid": tickets}
 
 

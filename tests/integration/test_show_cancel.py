@@ -95,6 +95,21 @@ def test_a_cancelled_show_refunds_every_live_booking_in_full_and_takes_no_more(
     assert client.post(f"/bookings/{plain}/cancel", headers=customer["headers"]).status_code == 202
     counts = client.get("/admin/consistency", headers=admin_headers).json["counts"]
     assert (counts["cancelled_show_live"], counts["cancelled_show_tickets_valid"]) == (0, 0), counts
+    # The check sees a ticket of the cancelled show that could still be used.
+    from sqlalchemy import text
+
+    from models import db
+    with app.app_context():
+        db.session.execute(text("UPDATE tickets SET status = 'ISSUABLE' WHERE booking_id = :b"), {"b": plain})
+        db.session.commit()
+    try:
+        found = client.get("/admin/consistency", headers=admin_headers).json
+        assert found["counts"]["cancelled_show_tickets_valid"] == 1
+        assert found["cancelled_shows"]["cancelled_show_tickets_valid"] == [plain]
+    finally:
+        with app.app_context():
+            db.session.execute(text("UPDATE tickets SET status = 'VOID' WHERE booking_id = :b"), {"b": plain})
+            db.session.commit()
     # Partners hear of it once (SPEC §12), and of each booking's cancel.
     from sqlalchemy import select
 

@@ -4,6 +4,8 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -153,3 +155,23 @@ def show_remaining(app):
     def read(show_id: str) -> int:
         return app.test_client().get(f"/shows/{show_id}").json["remaining"]
     return read
+
+
+@contextmanager
+def sweeping_with(app, dispatch_due):
+    """A beat sweep (a dispatch_due of services/), run from the test every 0.5 s until the block
+    ends: retries come due and go out without beat."""
+    stop = threading.Event()
+
+    def sweep():
+        while not stop.wait(0.5):
+            with app.app_context():
+                dispatch_due()
+    thread = threading.Thread(target=sweep, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+

@@ -3,7 +3,6 @@ mail in a worker of its own on the mail queue, and the SMTP server the local sin
 (stack/mail_sink.py) as its own process: down at first, then refusing (451), then accepting. The
 test plays beat: it runs the mail sweep twice a second."""
 import secrets
-import threading
 from collections import Counter
 from email import message_from_bytes
 from email.policy import default as default_policy
@@ -11,7 +10,7 @@ from email.policy import default as default_policy
 import pytest
 from sqlalchemy import select
 
-from tests.integration.conftest import bearer
+from tests.integration.conftest import bearer, sweeping_with
 from tests.processes import BIN, ManagedProcess, free_port, start_worker, wait_until
 
 
@@ -32,17 +31,8 @@ def mail_worker(workdir, worker_env, smtp_port):
 @pytest.fixture
 def sweeping(app):
     from services import mail
-    stop = threading.Event()
-
-    def sweep():
-        while not stop.wait(0.5):
-            with app.app_context():
-                mail.dispatch_due()
-    thread = threading.Thread(target=sweep, daemon=True)
-    thread.start()
-    yield
-    stop.set()
-    thread.join(5)
+    with sweeping_with(app, mail.dispatch_due):
+        yield
 
 
 def registered(app, locale: str | None) -> dict:

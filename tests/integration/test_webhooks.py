@@ -3,12 +3,12 @@ package's worker, the deliveries in a worker of their own on the webhooks queue,
 receiver is an HTTP server process. The test plays beat: it runs the delivery sweep twice a second.
 """
 import json
-import threading
 from pathlib import Path
 
 import pytest
 
 from models.webhooks import verify_signature
+from tests.integration.conftest import sweeping_with
 from tests.processes import BIN, ManagedProcess, free_port, start_worker, wait_healthy, wait_until
 
 EVENTS = ["booking.confirmed", "booking.paid", "ticket.issued"]
@@ -28,17 +28,8 @@ def notify_worker(workdir, worker_env):
 def sweeping(app):
     """Beat's webhooks.dispatch_due, run from the test: retries come due and go out."""
     from services import webhooks
-    stop = threading.Event()
-
-    def sweep():
-        while not stop.wait(0.5):
-            with app.app_context():
-                webhooks.dispatch_due()
-    thread = threading.Thread(target=sweep, daemon=True)
-    thread.start()
-    yield
-    stop.set()
-    thread.join(5)
+    with sweeping_with(app, webhooks.dispatch_due):
+        yield
 
 
 class Receiver:

@@ -15,7 +15,7 @@ import yaml
 
 import celeryconfig
 from stack.processes import stack_processes
-from tests.unit.test_compose import normalized
+from tests.unit.test_compose import BROKER_USERS, normalized
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -272,8 +272,6 @@ def test_only_the_scraper_reaches_the_api_metrics(manifests):
 # --- deploy/rabbitmq: the kustomize Component for RabbitMQ as the broker -------------------------
 RABBITMQ_COMPONENT = DEPLOY / "rabbitmq"
 BROKER_SECRET = {"name": "boxoffice-secrets", "key": "broker-url"}
-# The processes that publish, consume or watch steps: the API and every Celery process.
-BROKER_USERS = {spec.name for spec in stack_processes("DATA") if spec.argv[0] in ("gunicorn", "celery")}
 
 
 def kustomize_build(tmp_path, components: list[Path]) -> list[dict]:

@@ -6,8 +6,10 @@ these settings prevents each.
 import os
 from datetime import timedelta
 
-from kombu import Queue
+from kombu import Exchange, Queue
 from kombu.transport import TRANSPORT_ALIASES
+
+from stack.rabbitmq import is_rabbitmq  # imports nothing of the app
 
 # --- Retry backoff bound ----------------------------------------------------------------------
 # Steps back off exponentially (1, 2, 4 … s, full jitter) up to RETRY_BACKOFF_MAX seconds. The
@@ -17,40 +19,53 @@ from kombu.transport import TRANSPORT_ALIASES
 RETRY_BACKOFF_MAX_BOUND = 120
 RETRY_BACKOFF_MAX = min(int(os.environ.get("RETRY_BACKOFF_MAX_S", RETRY_BACKOFF_MAX_BOUND)), RETRY_BACKOFF_MAX_BOUND)
 
-# --- Broker -----------------------------------------------------------------------------------
-# Redis is the broker; the database, not Redis, is the source of truth (see tasks/publishing.py).
-broker_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0")
+# --- Broker ---------------------------------------------------------------------------------
+# Redis is the broker unless BROKER_URL names RabbitMQ (`amqp://`, docs/operations.md "Choosing a
+# broker"). Either way REDIS_URL serves the shared state (rate limits, the breaker, kick
+# debouncing, the waiting room), and the database, not the broker, is the source of truth
+# (tasks/publishing.py).
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0")
+broker_url = os.environ.get("BROKER_URL") or REDIS_URL
+BROKER_IS_RABBITMQ = is_rabbitmq(broker_url)
 # kombu's Redis transport with bounded reads of its fanout channel, so a worker never hangs for
 # ever after Redis restarts (tasks/redis_transport.py). Named by path: it is imported when used.
 TRANSPORT_ALIASES["redis"] = "tasks.redis_transport:Transport"
 
-# An unacked message is redelivered after the visibility timeout. It must exceed every task's
-# time limit and every retry countdown, or a slow or delayed task would run twice at once.
+# Redis: an unacked message is redelivered after the visibility timeout. It must exceed every
+# task's time limit and every retry countdown, or a slow or delayed task would run twice at once.
+# (RabbitMQ has no such timeout: it redelivers a message the moment its consumer's channel dies.)
 VISIBILITY_TIMEOUT = 3600
 # Only the test of RELIABILITY row 1 lowers it, to make Redis redeliver running steps on purpose.
 UNSAFE_TEST_VISIBILITY_TIMEOUT = os.environ.get("UNSAFE_TEST_VISIBILITY_TIMEOUT_S")
 if UNSAFE_TEST_VISIBILITY_TIMEOUT:
     VISIBILITY_TIMEOUT = int(UNSAFE_TEST_VISIBILITY_TIMEOUT)
-# Celery reads the timeout from three places and silently ignores it unless all agree (celery#9339).
-broker_transport_options = {
-    "visibility_timeout": VISIBILITY_TIMEOUT,
-    # Fail fast when Redis is down, so the API can answer 202 and leave the step to the outbox.
-    "socket_connect_timeout": 2,
-    "socket_timeout": 10,
-    "retry_on_timeout": True,
-    "health_check_interval": 25,
-}
-if UNSAFE_TEST_VISIBILITY_TIMEOUT:
-    # ...and looks for overdue messages every second instead of every few minutes.
-    broker_transport_options.update(unacked_restore_interval=1, unacked_restore_throttle=1)
-result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT}
-visibility_timeout = VISIBILITY_TIMEOUT
+if BROKER_IS_RABBITMQ:
+    # A publish returns once RabbitMQ has the message (on a quorum queue: on a majority of its
+    # nodes); a publish it refuses raises, and the outbox row stays for the relay.
+    broker_transport_options = {"confirm_publish": True}
+    # A dead peer (a worker host gone, a broker node partitioned) is noticed within a minute.
+    broker_heartbeat = 30
+else:
+    # Celery reads the timeout from three places and silently ignores it unless all agree (celery#9339).
+    broker_transport_options = {
+        "visibility_timeout": VISIBILITY_TIMEOUT,
+        # Fail fast when Redis is down, so the API can answer 202 and leave the step to the outbox.
+        "socket_connect_timeout": 2,
+        "socket_timeout": 10,
+        "retry_on_timeout": True,
+        "health_check_interval": 25,
+    }
+    if UNSAFE_TEST_VISIBILITY_TIMEOUT:
+        # ...and looks for overdue messages every second instead of every few minutes.
+        broker_transport_options.update(unacked_restore_interval=1, unacked_restore_throttle=1)
+    result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    visibility_timeout = VISIBILITY_TIMEOUT
 
 # A failed publish returns quickly: the outbox row stays and the relay publishes it later.
 task_publish_retry = True
 task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 broker_connection_retry_on_startup = True
-broker_connection_max_retries = None  # workers keep trying to reach Redis after it restarts
+broker_connection_max_retries = None  # workers keep trying to reach the broker after it restarts
 
 # --- Results ----------------------------------------------------------------------------------
 # Steps record their outcome in PostgreSQL; nobody waits on a Celery result.
@@ -80,7 +95,24 @@ assert UNSAFE_TEST_VISIBILITY_TIMEOUT or max(task_time_limit, RETRY_BACKOFF_MAX)
 # webhooks and mail (SPEC §12) have queues and workers of their own: a receiver or SMTP server
 # that is slow or down never delays a booking step.
 CONTEXTS = ("seats", "payments", "tickets", "mypage", "maintenance", "waiting_room", "webhooks", "mail")
-task_queues = tuple(Queue(name) for name in CONTEXTS)
+# RabbitMQ: a message redelivered more often than this (its consumers died with it, or returned
+# it) is dropped by the broker. A backstop only: the start counter (tasks/failures.py) gives a
+# step up, recorded for admins, long before, and the re-drive covers its booking either way. It
+# is high because a worker that dies returns every message it had prefetched, started or not.
+BROKER_DELIVERY_LIMIT = int(os.environ.get("BROKER_DELIVERY_LIMIT", "20"))
+
+
+def context_queue(name: str) -> Queue:
+    """A context's queue. On RabbitMQ: a quorum queue (durable, replicated over the cluster's
+    nodes, redelivery counted by the broker) on a topic exchange of its own, which Celery's native
+    delayed delivery needs to route a retry's countdown through the broker, not a worker's memory."""
+    if not BROKER_IS_RABBITMQ:
+        return Queue(name)
+    return Queue(name, Exchange(name, type="topic"), routing_key=name,
+                 queue_arguments={"x-queue-type": "quorum", "x-delivery-limit": BROKER_DELIVERY_LIMIT})
+
+
+task_queues = tuple(context_queue(name) for name in CONTEXTS)
 task_default_queue = "maintenance"
 task_routes = {f"{context}.*": {"queue": context} for context in CONTEXTS}
 # Its scans of the booking tables run beside the other periodic jobs, never on a booking worker.

@@ -48,6 +48,8 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.config_from_object("celeryconfig")
     celery_app.set_default()
     app.extensions["celery"] = celery_app
+    from tasks.topology import DeclareTopology  # RabbitMQ only: every queue, declared and bound
+    celery_app.steps["consumer"].add(DeclareTopology)
 
     app.extensions["step_publisher"] = StepPublisher(app)
 

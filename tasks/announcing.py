@@ -10,6 +10,7 @@ import logging
 from flask import current_app
 
 from observability import current_request_id
+from tasks.publishing import CONFIRM
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +21,10 @@ def hand_over(announced) -> None:
     try:
         with celery.producer_or_acquire() as producer:
             for delivery_id in announced.deliveries:
-                celery.send_task("webhooks.deliver", args=[delivery_id], headers=headers, producer=producer)
+                celery.send_task("webhooks.deliver", args=[delivery_id], headers=headers, producer=producer,
+                                 **CONFIRM)
             for event_id in announced.mails:
-                celery.send_task("mail.send", args=[event_id], headers=headers, producer=producer)
+                celery.send_task("mail.send", args=[event_id], headers=headers, producer=producer, **CONFIRM)
     except Exception as error:  # broker down: the sweeps send them once they are due again
         log.warning("broker unavailable, %d delivery(ies) and %d mail(s) left to the sweeps: %r",
                     len(announced.deliveries), len(announced.mails), error)

@@ -13,6 +13,8 @@ import threading
 import time
 
 from flask import Flask, current_app
+
+import celeryconfig
 from sqlalchemy import delete, select, text
 
 from models import db
@@ -29,11 +31,17 @@ log = logging.getLogger(__name__)
 STEP_BATCH_SIZE = int(os.environ.get("STEP_BATCH_SIZE", "25"))
 
 
+# RabbitMQ: how long a publish waits for its confirm. A node in a memory or disk alarm blocks its
+# publishers without an error; past this the publish fails, and the outbox row stays for the relay.
+CONFIRM_TIMEOUT_S = float(os.environ.get("BROKERCONFIRM_TIMEOUT_S", "3"))
+CONFIRM = {"confirm_timeout": CONFIRM_TIMEOUT_S} if celeryconfig.BROKER_IS_RABBITMQ else {}
+
+
 def send(task: str, args: list, producer=None) -> None:
     """Send one task message now (no outbox). The request id travels in the message headers, so
     the step's log lines carry it too."""
     current_app.extensions["celery"].send_task(task, args=args, headers={"request_id": current_request_id()},
-                                               producer=producer)
+                                               producer=producer, **CONFIRM)
 
 
 def publish_many(steps: list[tuple[str, str, bool]]) -> None:

@@ -3,6 +3,8 @@ services/overload.py measures (scenario NFR 3)."""
 from celery.signals import task_failure, task_retry, task_success
 from flask import current_app
 
+import celeryconfig
+
 from services.overload import TICKETS_QUEUE, record_ticket_outcome
 
 
@@ -20,9 +22,10 @@ def _config():
 def _outcome(sender, ok: bool) -> None:
     if not _is_ticket_step(sender):
         return
-    app = getattr(sender, "app", None)
-    url = app.conf.broker_url if app is not None else None
-    window = int((_config() or {}).get("OVERLOAD_WINDOW_S", 60))
+    # The shared state's Redis, whichever the broker is (signals may come outside an app context).
+    config = _config() or {}
+    url = config.get("REDIS_URL") or celeryconfig.REDIS_URL
+    window = int(config.get("OVERLOAD_WINDOW_S", 60))
     if url:
         record_ticket_outcome(ok, url=url, window_s=window)
 

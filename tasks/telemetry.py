@@ -119,36 +119,28 @@ def _step_failed(sender=None, exception=None, **_):
 
 # --- metrics server -----------------------------------------------------------------------------
 class QueueDepthCollector:
-    """Messages waiting in each queue's Redis list, and those delivered but not yet acked."""
+    """Messages waiting in each queue, and (on Redis) those delivered but not yet acked."""
 
-    def __init__(self, redis_url: str, queues: tuple[str, ...]):
-        self.redis_url, self.queues = redis_url, queues
+    def __init__(self, celery, queues: tuple[str, ...]):
+        self.celery, self.queues = celery, queues
 
     def describe(self):
         return []
 
     def collect(self):
-        import redis
-        from kombu.transport.redis import PRIORITY_STEPS, Channel
-        from shared_state.redis_clients import redis_client
-        client = redis_client(self.redis_url, 2)
-        depth = GaugeMetricFamily("boxoffice_queue_length", "Messages waiting in each queue.", labels=["queue"])
+        from shared_state.broker_queues import queue_depths
         try:
-            with client.pipeline(transaction=False) as pipe:
-                for queue in self.queues:
-                    for step in PRIORITY_STEPS:  # kombu keeps one list per priority step
-                        pipe.llen(f"{queue}{Channel.sep}{step}" if step else queue)
-                pipe.hlen(Channel.unacked_key)
-                counts = pipe.execute()
-        except redis.RedisError as error:
+            depths = queue_depths(self.celery, self.queues)
+        except Exception as error:  # the broker's own errors, of either transport: no sample
             log.warning("queue depth unavailable: %r", error)
             return
-        per_queue = len(PRIORITY_STEPS)
-        for index, queue in enumerate(self.queues):
-            depth.add_metric([queue], sum(counts[index * per_queue:(index + 1) * per_queue]))
+        depth = GaugeMetricFamily("boxoffice_queue_length", "Messages waiting in each queue.", labels=["queue"])
+        for queue in self.queues:
+            depth.add_metric([queue], depths.ready[queue])
         yield depth
-        yield GaugeMetricFamily("boxoffice_queue_unacked_messages",
-                                "Messages delivered to a worker and not yet acknowledged.", value=counts[-1])
+        if depths.unacked is not None:
+            yield GaugeMetricFamily("boxoffice_queue_unacked_messages",
+                                    "Messages delivered to a worker and not yet acknowledged.", value=depths.unacked)
 
 
 class _ProcessLocal:
@@ -156,13 +148,13 @@ class _ProcessLocal:
         return PROCESS_REGISTRY.collect()
 
 
-def metrics_registry(redis_url: str, queues: tuple[str, ...]) -> CollectorRegistry:
+def metrics_registry(celery, queues: tuple[str, ...]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
     else:
         registry.register(_ProcessLocal())
-    registry.register(QueueDepthCollector(redis_url, queues))
+    registry.register(QueueDepthCollector(celery, queues))
     return registry
 
 
@@ -180,8 +172,8 @@ def _serve_metrics(sender=None, **_):
         log.warning("WORKER_METRICS_PORT without PROMETHEUS_MULTIPROC_DIR: pool processes' step counters "
                     "are not visible to the metrics server")
     import celeryconfig
-    app = sender.app if sender is not None else None
-    redis_url = (app.conf.broker_url if app is not None else None) or celeryconfig.broker_url
+    from celery import current_app as current_celery
+    app = sender.app if sender is not None else current_celery
     start_http_server(port, addr=os.environ.get("WORKER_METRICS_ADDR", "0.0.0.0"),
-                      registry=metrics_registry(redis_url, celeryconfig.CONTEXTS))
+                      registry=metrics_registry(app, celeryconfig.CONTEXTS))
     log.info("worker metrics on port %s", port)

@@ -5,6 +5,7 @@ from web.parsing import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import text
 
+import celeryconfig
 from models import db
 
 blp = Blueprint("ops", __name__, description="Health checks")
@@ -26,11 +27,14 @@ class Liveness(MethodView):
 @blp.route("/readyz")
 class Readiness(MethodView):
     @blp.response(200, HealthSchema)
-    @blp.alt_response(503, schema=HealthSchema, description="The database or the broker does not answer")
+    @blp.alt_response(503, schema=HealthSchema,
+                      description="The database, the broker or (with RabbitMQ as the broker) Redis does not answer")
     def get(self):
         """Ready to serve: the database and the broker answer"""
         checks = {"database": _check(lambda: db.session.execute(text("SELECT 1"))),
                   "broker": _check(_ping_broker)}
+        if celeryconfig.BROKER_IS_RABBITMQ:  # Redis still keeps the shared state
+            checks["redis"] = _check(_ping_redis)
         ok = all(v == "ok" for v in checks.values())
         return {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
 
@@ -47,6 +51,16 @@ class Metrics(MethodView):
 
 
 def _ping_broker():
+    if not celeryconfig.BROKER_IS_RABBITMQ:
+        return _ping_redis()
+    # A channel opened and closed: two round trips on a pooled connection, which the pool
+    # reconnects if RabbitMQ restarted since its last use.
+    with current_app.extensions["celery"].pool.acquire(block=True, timeout=2) as connection:
+        connection.ensure_connection(max_retries=1, timeout=2)
+        connection.channel().close()
+
+
+def _ping_redis():
     from shared_state.redis_clients import redis_client
     redis_client(current_app.config["REDIS_URL"], 2).ping()
 

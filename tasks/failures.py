@@ -2,6 +2,8 @@
 import logging
 import os
 
+import celeryconfig
+
 from models import db
 from models.task_failures import count_start, record_failure
 from services.recovery import run_alone
@@ -39,17 +41,33 @@ def record_task_failure(task, exc: BaseException, args) -> None:
 MAX_REDELIVERIES = int(os.environ.get("TASK_MAX_REDELIVERIES", "3"))
 
 
+def first_delivery(request) -> bool:
+    """RabbitMQ says so: a message it delivered before carries its redelivered flag and, from a
+    quorum queue, the x-delivery-count header (each delivery that came back: a consumer dead, a
+    message rejected). On Redis nothing says so reliably (a restored message is not flagged)."""
+    if not celeryconfig.BROKER_IS_RABBITMQ:
+        return False
+    redelivered = (request.delivery_info or {}).get("redelivered")
+    return not redelivered and not getattr(request, "x-delivery-count", None)
+
+
 def too_many_starts(task, args) -> bool:
     """Count this start in the database (RELIABILITY row 3); True when the step must not run.
 
-    Every start is counted, not only messages flagged as redelivered: the flag is not something
-    to rest correctness on. The normal path is one upsert and its commit. The count is committed
-    before the step runs, so if this start kills the worker too, the next one sees it. If the
-    database cannot be reached the step runs anyway (it needs the database, and will retry).
+    On Redis every start is counted, not only messages flagged as redelivered: the flag is not
+    something to rest correctness on there. On RabbitMQ it is (first_delivery), so a first
+    delivery costs nothing and only redeliveries are counted, plus the uncounted first. The count
+    is committed before the step runs, so if this start kills the worker too, the next one sees
+    it. If the database cannot be reached the step runs anyway (it needs the database, and will
+    retry).
     """
+    if first_delivery(task.request):
+        return False
     booking_id = booking_of(task, args)
     try:
         starts = count_start(task.request.id, task.name, booking_id, task.request.retries or 0)
+        if celeryconfig.BROKER_IS_RABBITMQ:
+            starts += 1  # its first start, on its first delivery, was not counted
         db.session.commit()
     except Exception:
         db.session.rollback()

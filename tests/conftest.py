@@ -4,6 +4,10 @@ With DATABASE_URL and REDIS_URL set, the tests use those servers (a fresh databa
 for the run and dropped after). Otherwise they start embedded servers from pip packages, the
 same ones the run command uses. This happens in pytest_configure, before any test module
 imports the app, because the app and celeryconfig read their settings from the environment.
+
+With BROKER_URL naming a RabbitMQ server (`.ci/run`'s third pass), the steps go through it
+instead of Redis: the run makes vhosts of its own on it (the suite's, the end-to-end stack's and
+the private one), so it must be a server this machine administers (stack/rabbitmq.py).
 """
 import os
 import secrets
@@ -84,6 +88,8 @@ def pytest_configure(config):
     import redis
     for key in ("REDIS_URL", "E2E_REDIS_URL"):
         redis.Redis.from_url(os.environ[key]).flushdb()
+    if os.environ.get("BROKER_URL"):
+        os.environ.update(_rabbitmq_vhosts(os.environ["BROKER_URL"], run))
 
     from flask_migrate import upgrade
     from web import create_app
@@ -91,6 +97,18 @@ def pytest_configure(config):
     with app.app_context():
         upgrade()
     _state["app"] = app
+
+
+def _rabbitmq_vhosts(url: str, run: str) -> dict[str, str]:
+    from stack.rabbitmq import RabbitMQ
+    server = RabbitMQ(url)
+    if not server.controllable():
+        pytest.exit(f"BROKER_URL {server.host}: the tests need rabbitmqctl for that server here, "
+                    "to make vhosts of their own", returncode=4)
+    _state["rabbitmq"] = server
+    _state["vhosts"] = {key: f"boxoffice-test-{run}-{role}" for key, role in
+                        (("BROKER_URL", "suite"), ("E2E_BROKER_URL", "e2e"), ("PRIVATE_BROKER_URL", "private"))}
+    return {key: server.add_vhost(vhost) for key, vhost in _state["vhosts"].items()}
 
 
 def _with_db(redis_url: str, index: int) -> str:
@@ -109,6 +127,11 @@ def pytest_unconfigure(config):
                 _drop_database(_state["server_url"], name)
             except Exception as error:  # a leftover test database is not worth failing the run
                 print(f"could not drop {name}: {error!r}")
+    for vhost in _state.get("vhosts", {}).values():
+        try:
+            _state["rabbitmq"].delete_vhost(vhost)
+        except Exception as error:  # a leftover vhost is not worth failing the run
+            print(f"could not delete the vhost {vhost}: {error!r}")
     for key in ("redis", "postgres"):
         if key in _state:
             _state[key].stop()

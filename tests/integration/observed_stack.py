@@ -1,9 +1,10 @@
 """A private slice of the stack for the operations tests: gunicorn and a worker on their own broker.
 
-The package's shared worker consumes the suite's broker database; these tests must know which
-process runs a step (to read its log, scrape its metrics, or SIGTERM it), so they publish to a
-Redis database of their own and run their own API and worker processes against it. PostgreSQL
-and the gateway sandbox are the suite's.
+The package's shared worker consumes the suite's broker; these tests must know which process
+runs a step (to read its log, scrape its metrics, or SIGTERM it), so they publish to a broker of
+their own (a Redis database, or with BROKER_URL the private RabbitMQ vhost of tests/conftest.py)
+and run their own API and worker processes against it. PostgreSQL and the gateway sandbox are
+the suite's.
 """
 import json
 import os
@@ -27,6 +28,75 @@ def private_broker() -> str:
     return url
 
 
+def private_rabbitmq() -> str | None:
+    """The private RabbitMQ vhost, emptied; None when the broker is Redis."""
+    url = os.environ.get("PRIVATE_BROKER_URL")
+    if not url:
+        return None
+    from stack.rabbitmq import RabbitMQ
+    server = RabbitMQ(url)
+    return server.empty_vhost(urlsplit(url).path.lstrip("/"))
+
+
+class Broker:
+    """What a private stack publishes to, on either broker, with the faults the tests make: a
+    restart (emptied or not), a stop and a start, and the length of a queue."""
+
+    def __init__(self, redis_server, rabbitmq_url: str | None):
+        from stack.rabbitmq import RabbitMQ
+        self.redis_server, self.rabbitmq_url = redis_server, rabbitmq_url
+        self.rabbitmq = RabbitMQ(rabbitmq_url) if rabbitmq_url else None
+        self.url = rabbitmq_url or redis_server.url(0)
+        self.name = "RabbitMQ" if self.rabbitmq else "Redis"
+
+    def env(self) -> dict[str, str]:
+        from stack.rabbitmq import broker_env
+        return broker_env(self.rabbitmq_url)
+
+    def restart(self, empty: bool = False) -> None:
+        if self.rabbitmq is None:
+            return self.redis_server.restart(empty=empty)
+        if empty:  # what a broker that lost its disk comes back as
+            self.rabbitmq.stop()
+            self.rabbitmq.start()
+            self.rabbitmq.empty_vhost(urlsplit(self.url).path.lstrip("/"))
+        else:
+            self.rabbitmq.restart()
+
+    def stop(self) -> None:
+        (self.rabbitmq or self.redis_server).stop()
+
+    def start(self) -> None:
+        (self.rabbitmq or self.redis_server).start()
+
+    def queue_length(self, queue: str) -> int:
+        if self.rabbitmq is None:
+            return redis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5).llen(queue)
+        from kombu import Connection
+        with Connection(self.url, connect_timeout=5) as connection:
+            channel = connection.channel()
+            try:
+                return channel.queue_declare(queue=queue, passive=True).message_count
+            except connection.channel_errors:
+                return 0  # not declared: nothing was ever published to it
+            finally:
+                try:
+                    channel.close()
+                except connection.channel_errors:
+                    pass
+
+    def purge(self, queue: str) -> None:
+        if self.rabbitmq is None:
+            redis.Redis.from_url(self.url).delete(queue)
+            return
+        from kombu import Connection
+        with Connection(self.url, connect_timeout=5) as connection:
+            try:
+                connection.channel().queue_purge(queue)
+            except connection.channel_errors:
+                pass
+
+
 def start_api(folder: Path, env: dict, name: str = "api", workers: int = 2) -> tuple[ManagedProcess, str]:
     """gunicorn exactly as the stack runs it (web/gunicorn_conf.py), on a free loopback port."""
     port = free_port()
@@ -40,8 +110,9 @@ def start_api(folder: Path, env: dict, name: str = "api", workers: int = 2) -> t
 
 
 class PrivateStack:
-    """A Redis server of its own (to stop, restart, empty), an API on it, and workers and beat
-    started per test (stopped by `stop_processes`); PostgreSQL is the suite's."""
+    """A Redis server of its own and a broker of its own (the same server, or the private
+    RabbitMQ vhost: to stop, restart, empty), an API on it, and workers and beat started per test
+    (stopped by `stop_processes`); PostgreSQL is the suite's."""
 
     def __init__(self, folder: Path, env: dict, api_name: str):
         from stack.embedded import EmbeddedRedis
@@ -49,8 +120,9 @@ class PrivateStack:
         self.folder = folder
         self.redis_server = EmbeddedRedis(folder / "redis", free_port())
         self.redis_server.start()
-        self.url = self.redis_server.url(0)
-        self.env = {"REDIS_URL": self.url, **env}
+        self.url = self.redis_server.url(0)  # the shared state's Redis (and the broker, unless RabbitMQ)
+        self.broker = Broker(self.redis_server, private_rabbitmq())
+        self.env = {"REDIS_URL": self.url, **self.broker.env(), **env}
         self.api_name = api_name
         self.api, self.api_url = start_api(folder, self.env, name=api_name)
         self.processes = []
@@ -156,6 +228,18 @@ def starts_of(app, task_ids) -> dict[str, tuple[int, int]]:
                                   .where(TaskStart.task_id.in_(list(task_ids)))).all()
         db.session.remove()
     return {task_id: (starts, retries) for task_id, starts, retries in rows}
+
+
+def assert_each_started_once(app, task_ids) -> None:
+    """Each of these deliveries started once, on its first attempt. On Redis the database's start
+    counter says so. On RabbitMQ a first delivery is not counted (tasks/failures.py,
+    first_delivery: the broker flags a redelivery), so no row at all says so."""
+    import celeryconfig
+    starts = starts_of(app, task_ids)
+    if celeryconfig.BROKER_IS_RABBITMQ:
+        assert starts == {}, starts
+    else:
+        assert len(starts) == len(list(task_ids)) and set(starts.values()) == {(1, 0)}, starts
 
 
 def failures_of(app, booking_id: str) -> list:

@@ -1,7 +1,9 @@
 """Chaos harness: prove that the stack never loses and never doubles.
 
 It starts its own PostgreSQL and Redis (embedded, in a temporary folder, on free loopback ports)
-and the whole stack on top with `stack.supervisor.Stack`, exactly as the run command does. Then:
+and the whole stack on top with `stack.supervisor.Stack`, exactly as the run command does. With
+`--broker amqp://…` (or BROKER_URL) the steps go through that RabbitMQ instead, on a vhost of the
+run's own when rabbitmqctl can make one (stack/rabbitmq.py); Redis keeps the shared state. Then:
 
 1. a workload of N bookings from many customers over several shows (some with a declined card,
    some cancelled soon after), through the HTTP API, retrying with the same Idempotency-Key when
@@ -19,7 +21,8 @@ and the whole stack on top with `stack.supervisor.Stack`, exactly as the run com
    schedule in the middle of the workload: from then on its bookings are refused (409) and every
    booking it had is refunded in full in the background;
 2. meanwhile, faults on a schedule: worker processes and pool children SIGKILLed mid-task, Redis
-   restarted empty, PostgreSQL restarted, the gateway driven through errors, timeouts and an outage;
+   restarted empty, RabbitMQ restarted (when it is the broker and this machine controls it),
+   PostgreSQL restarted, the gateway driven through errors, timeouts and an outage;
 3. the faults stop; the harness waits until the system is quiet (every booking final with no
    charge or refund under way, the my page converged) or the quiet timeout passes;
 4. it checks SPEC §4 and §8 against the database and the gateway's own ledger
@@ -129,6 +132,8 @@ def parse_args(argv=None):
                         help="how long to wait for every booking to settle after the faults stop")
     parser.add_argument("--time-limit", type=float, default=1500.0, help="hard bound on the whole run")
     parser.add_argument("--flower", action="store_true", help="also run Flower (off to spare CPU)")
+    parser.add_argument("--broker", default=os.environ.get("BROKER_URL"),
+                        help="a RabbitMQ amqp:// URL to use as the broker (default: BROKER_URL, else Redis)")
     parser.add_argument("--data-dir", help="where servers and logs live (default: a fresh temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the data folder afterwards")
     parser.add_argument("--seed", type=int, default=None)
@@ -213,6 +218,7 @@ class Chaos:
         self.postgres.ensure_database("boxoffice")
         self.redis.start()
         env = dict(os.environ)
+        env.update(self.start_broker())
         env.update({
             "DATABASE_URL": self.postgres.url("boxoffice"),
             "REDIS_URL": self.redis.url(0),
@@ -236,6 +242,24 @@ class Chaos:
         self.app = create_app({"SQLALCHEMY_DATABASE_URI": _psycopg(env["DATABASE_URL"]),
                                "GATEWAY_URL": self.stack.urls["gateway"]})
 
+    def start_broker(self) -> dict[str, str]:
+        """RabbitMQ, when asked for: a vhost of the run's own if this machine administers the
+        server (and then restarts are among the faults), else the URL as given."""
+        self.rabbitmq, self.vhost = None, None
+        if not self.args.broker:
+            return {}
+        from stack.rabbitmq import RabbitMQ
+        from stack.supervisor import mask_password
+        server = RabbitMQ(self.args.broker)
+        url = self.args.broker
+        if server.controllable():
+            self.rabbitmq, self.vhost = server, f"boxoffice-chaos-{secrets.token_hex(4)}"
+            url = server.add_vhost(self.vhost)
+        log.info("broker: RabbitMQ, %s (restarts %s)", mask_password(url),
+                 "among the faults" if self.rabbitmq else "left out: not a server this machine controls")
+        os.environ["BROKER_URL"] = url
+        return {"BROKER_URL": url}
+
     def stop(self):
         receiver = getattr(self, "receiver", None)
         if receiver is not None:
@@ -249,6 +273,11 @@ class Chaos:
                     server.stop()
                 except Exception as error:  # noqa: BLE001 - best effort on the way out
                     log.warning("stopping %s: %r", server, error)
+        if getattr(self, "rabbitmq", None) is not None and not self.args.keep:
+            try:
+                self.rabbitmq.delete_vhost(self.vhost)
+            except Exception as error:  # noqa: BLE001 - a leftover vhost is only clutter
+                log.warning("deleting the vhost %s: %r", self.vhost, error)
         if not self.args.keep and not self.args.data_dir and getattr(self, "tmp", None):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -564,6 +593,8 @@ class Chaos:
              lambda: self.gateway.clear_faults(), short),
             ("Redis restarted empty", lambda: self.redis.restart(empty=True), None, short),
             ("SIGKILL worker-booking", lambda: self.kill_process("worker-booking"), None, short),
+            # Quorum queues keep what they hold across it; the workers and the API reconnect.
+            *([("RabbitMQ restarted", self.rabbitmq.restart, None, short)] if self.rabbitmq else []),
             ("gateway slower than the client timeout", lambda: self._slow_gateway(slow_ms),
              self._fast_gateway, slow_for),
             # In the middle of the workload: its fan-out and refunds run through the faults that

@@ -134,6 +134,7 @@ def _print_table(stack: Stack) -> None:
         ("Mail (SMTP sink)", f"{urls['smtp']}  (messages in {urls['mail']})"),
         ("PostgreSQL", mask_password(urls["database"])),
         ("Redis", mask_password(urls["redis"])),
+        ("Broker", "Redis (above)" if urls["broker"] == urls["redis"] else mask_password(urls["broker"])),
         ("Logs", urls["logs"]),
     ]
     width = max(len(name) for name, _ in rows)

@@ -144,6 +144,8 @@ class Stack:
             "mail": str(self.data_dir / "mail"),
             "database": self.database_url,
             "redis": self.redis_url,
+            # The steps' broker: RabbitMQ when BROKER_URL names one, else that Redis.
+            "broker": self.base_env.get("BROKER_URL") or self.redis_url,
             "logs": str(self.logs_dir),
         }
         if self.flower:

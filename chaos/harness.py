@@ -202,6 +202,7 @@ class Chaos:
         self.admitted_seen: dict[str, set] = {}
         self.queued_bookings = 0
         self.started = time.monotonic()
+        self.rabbitmq, self.vhost = None, None  # the broker, when RabbitMQ that this machine controls
 
     # -- setup --------------------------------------------------------------------------------
     def start(self):
@@ -245,7 +246,6 @@ class Chaos:
     def start_broker(self) -> dict[str, str]:
         """RabbitMQ, when asked for: a vhost of the run's own if this machine administers the
         server (and then restarts are among the faults), else the URL as given."""
-        self.rabbitmq, self.vhost = None, None
         if not self.args.broker:
             return {}
         from stack.rabbitmq import RabbitMQ

@@ -232,6 +232,8 @@ def parse_args(argv=None):
                         help="rush mode: the open loop at these arrival rates (requests/s, comma-separated), "
                              "or auto (search for the knee), instead of the closed loop")
     parser.add_argument("--rate-seconds", type=float, default=20.0, help="with --rate: seconds of arrivals per rate")
+    parser.add_argument("--rate-warmup", type=float, default=2.0,
+                        help="with --rate: seconds of warm-up (not reported) at the lowest rate, before the first")
     parser.add_argument("--rate-max-requests", type=int, default=20_000,
                         help="with --rate: at most this many requests per rate (ends it sooner at a high rate)")
     parser.add_argument("--rate-steps", type=int, default=8, help="with --rate auto: rates measured at most, per target")
@@ -356,8 +358,8 @@ def run(args) -> dict:
             figures.update(harness.ratios(figures))
         elif args.mode == "rush" and args.rate is not None:
             figures.pop("concurrency")  # an open loop opens the connections its arrivals need
-            schedule = open_loop.Schedule(seconds=args.rate_seconds, max_requests=args.rate_max_requests,
-                                          seed=args.seed)
+            schedule = open_loop.Schedule(seconds=args.rate_seconds, warmup_s=args.rate_warmup,
+                                          max_requests=args.rate_max_requests, seed=args.seed)
             figures.update(open_loop.rush(bench, args.rate, schedule, args.customers, args.rate_steps, workdir,
                                           baseline=not args.no_baselines))
         elif args.mode == "rush":

@@ -7,6 +7,8 @@ decides when each booking is sent, whatever happened to the earlier ones, and it
 from that scheduled time (bench/load.py, `open_loop`). Each rate books a show of its own
 (seats: a quarter of its expected requests, as in scale mode) and is let settle before the next.
 The bare INSERT endpoint (bench/bare_app.py) gets the same schedules, first, on the idle stack.
+Before its first rate each target gets a warm-up, not reported: `warmup_s` at the lowest rate
+(the first requests of a fresh process open its database connections and fill its caches).
 
 The knee is the highest rate whose p99 stays at or below KNEE_P99_MS with no error, below the
 lowest rate that did not: past it, requests queue faster than they are answered. `--rate auto`
@@ -30,16 +32,18 @@ AUTO_RESOLUTION = 0.1  # the search stops once the failing rate is within 10 % o
 class Schedule:
     """How long each rate runs: `seconds` of arrivals, at most `max_requests` of them."""
     seconds: float = 20.0
+    warmup_s: float = 2.0
     max_requests: int = 20_000
     max_connections: int = 2_000
     seed: int = 6
 
 
-def arrivals(rate: float, schedule: Schedule, customers: int, show_id: str) -> tuple[list[float], float, list]:
+def arrivals(rate: float, seconds: float, schedule: Schedule, customers: int,
+             show_id: str) -> tuple[list[float], float, list]:
     """One rate's send times, their span (seconds of schedule) and bookings: for a rate, the same
     times, customers and quantities on the app and on the bare endpoint."""
-    offsets = poisson_offsets(rate, schedule.seconds, schedule.max_requests, f"{schedule.seed}:{rate:g}")
-    span = schedule.seconds if len(offsets) < schedule.max_requests else offsets[-1]
+    offsets = poisson_offsets(rate, seconds, schedule.max_requests, f"{schedule.seed}:{rate:g}")
+    span = seconds if len(offsets) < schedule.max_requests else offsets[-1]
     rng = random.Random(f"{schedule.seed}:{rate:g}:bookings")
     items = [[rng.randrange(customers), {"show_id": show_id, "qty": rng.randint(1, 4), "payment_method": "tok_ok"}]
              for _ in offsets]
@@ -98,12 +102,14 @@ def search(measure, steps: int, start: float = AUTO_START_RPS) -> None:
             return
 
 
-def measured(measure, rates: list[float] | str, steps: int) -> tuple[list[dict], list[dict]]:
-    """The rows and details of the given rates, or of the auto search, by rate."""
+def measured(measure, rates: list[float] | str, schedule: Schedule, steps: int) -> tuple[list[dict], list[dict]]:
+    """The rows and details of the given rates, or of the auto search, by rate, after the warm-up."""
+    if schedule.warmup_s > 0:
+        measure(AUTO_START_RPS if rates == "auto" else min(rates), schedule.warmup_s)
     rows, details = [], []
 
     def one(rate):
-        row, detail = measure(rate)
+        row, detail = measure(rate, schedule.seconds)
         rows.append(row)
         details.append(detail)
         return row
@@ -121,21 +127,21 @@ def bare_insert(bench: harness.BenchStack, rates, schedule: Schedule, customers:
                 workdir: Path) -> tuple[list[dict], list[dict]]:
     tokens = bench.seed_customers(customers)
     with harness.bare_insert_app(bench) as base_url:
-        def measure(rate):
-            offsets, span, items = arrivals(rate, schedule, customers, "bench")
+        def measure(rate, seconds):
+            offsets, span, items = arrivals(rate, seconds, schedule, customers, "bench")
             harness.log.info("open loop, bare insert: %g/s, %d requests", rate, len(items))
             return figures_of(rate, run(base_url, "/insert", tokens, items, offsets, schedule, workdir), span)
-        return measured(measure, rates, steps)
+        return measured(measure, rates, schedule, steps)
 
 
 def app(bench: harness.BenchStack, rates, schedule: Schedule, customers: int, steps: int,
         workdir: Path) -> tuple[list[dict], list[dict]]:
     tokens = bench.seed_customers(customers)
 
-    def measure(rate):
-        seats = max(1, round(min(rate * schedule.seconds, schedule.max_requests) / 4))
+    def measure(rate, seconds):
+        seats = max(1, round(min(rate * seconds, schedule.max_requests) / 4))
         show_id = bench.create_show(seats)
-        offsets, span, items = arrivals(rate, schedule, customers, show_id)
+        offsets, span, items = arrivals(rate, seconds, schedule, customers, show_id)
         harness.log.info("open loop, the app: %g/s, %d requests", rate, len(items))
         result = run(bench.stack.urls["api"], "/bookings", tokens, items, offsets, schedule, workdir)
         row, detail = figures_of(rate, result, span)
@@ -145,7 +151,7 @@ def app(bench: harness.BenchStack, rates, schedule: Schedule, customers: int, st
         detail.update({key: checked[key] for key in ("oversold", "fairness_violations", "fairness_untimed_bookings",
                                                       "ledger_mismatches", "booking_statuses")})
         return row, detail
-    return measured(measure, rates, steps)
+    return measured(measure, rates, schedule, steps)
 
 
 def run(base_url: str, path: str, tokens: list[str], items: list, offsets: list[float], schedule: Schedule,
@@ -173,7 +179,7 @@ def rush(bench: harness.BenchStack, rates, schedule: Schedule, customers: int, s
          baseline: bool = True) -> dict:
     """The open-loop figures: the bare endpoint's table and knee (unless not `baseline`), the
     app's, their ratio, and the app's correctness checks summed over its rates."""
-    figures: dict = {"open_loop_rates": rates, "rate_seconds": schedule.seconds,
+    figures: dict = {"open_loop_rates": rates, "rate_seconds": schedule.seconds, "rate_warmup_s": schedule.warmup_s,
                      "rate_max_requests": schedule.max_requests, "knee_p99_ms": KNEE_P99_MS}
     bare_knee = None
     if baseline:

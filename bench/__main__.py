@@ -311,7 +311,9 @@ def print_open_loop(figures: dict) -> None:
                              ("the app (POST /bookings)", "open_loop", "knee_rps")):
         if key not in figures:
             continue
-        print(f"  open loop, {label}: knee {fmt(figures[knee])} requests/s (p99 <= {figures['knee_p99_ms']:g} ms)")
+        found = "none: the lowest rate failed" if figures[knee] is None else (
+            f"{'at least ' if figures[f'{knee}_is_lower_bound'] else ''}{fmt(figures[knee])} requests/s")
+        print(f"  open loop, {label}: knee {found} (p99 <= {figures['knee_p99_ms']:g} ms, no error)")
         print(f"    {'rate/s':>8}  {'p50 ms':>8}  {'p99 ms':>8}  {'p99.9 ms':>9}  {'accepted/s':>10}  {'errors':>6}")
         for row in figures[key]:
             print(f"    {fmt(row['rate']):>8}  {fmt(row['p50_ms']):>8}  {fmt(row['p99_ms']):>8}  "

@@ -18,7 +18,10 @@ queue      the waiting room (SPEC §9): 100,000 customers join one show's queue 
            connections go) while the admission job admits them; the admission rate over a steady
            minute, admissions given twice or out of queue order, and the bare JSON baseline, in one
            run on one stack. rush --queue (with or without --seated): the rush behind the waiting
-           room, every customer joining, polling until admitted and booking once with its token
+           room, every customer joining, polling until admitted and booking once with its token.
+           rush --rate R[,R2,…] (or auto): the rush as an open loop instead (bench/open_loop.py):
+           Poisson arrivals at each rate, p50/p99/p99.9 from the scheduled send, on the app and
+           the bare INSERT endpoint, and the knee (the highest rate with p99 <= 100 ms) of each
 show-cancel  a cancelled show (SPEC §11): --cancel-bookings PAID bookings (default 10,000) refunded
            after POST /shows/{id}/cancel, worker-payments and worker-maintenance SIGKILLed once a
            third are done; the time until all are refunded, and the gateway-alone baseline
@@ -34,7 +37,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from bench import door, harness, show_cancel
+from bench import door, harness, open_loop, show_cancel
 
 RESULTS_DIR = Path("bench-results")
 
@@ -225,11 +228,27 @@ def parse_args(argv=None):
                         help="queue mode: seconds after the first admission before the window starts")
     parser.add_argument("--poll-interval", type=float, default=harness.INTENDED_POLL_INTERVAL_S,
                         help="rush --queue: seconds between a waiting customer's polls")
+    parser.add_argument("--rate", type=rates, default=None,
+                        help="rush mode: the open loop at these arrival rates (requests/s, comma-separated), "
+                             "or auto (search for the knee), instead of the closed loop")
+    parser.add_argument("--rate-seconds", type=float, default=20.0, help="with --rate: seconds of arrivals per rate")
+    parser.add_argument("--rate-warmup", type=float, default=2.0,
+                        help="with --rate: seconds of warm-up (not reported) at the lowest rate, before the first")
+    parser.add_argument("--rate-max-requests", type=int, default=20_000,
+                        help="with --rate: at most this many requests per rate (ends it sooner at a high rate)")
+    parser.add_argument("--rate-steps", type=int, default=8, help="with --rate auto: rates measured at most, per target")
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--out", help="JSON result path (default bench-results/MODE-TIMESTAMP.json)")
     parser.add_argument("--keep", action="store_true", help="keep the temp data dir (logs) after the run")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if args.rate is not None:
+        if args.mode != "rush" or args.seated or args.queue:
+            parser.error("--rate is an open loop of the general rush: rush mode, without --seated or --queue")
+        short = [rate for rate in args.rate if rate * args.rate_seconds < 10] if args.rate != "auto" else []
+        if short:
+            parser.error(f"--rate {short[0]:g} for {args.rate_seconds:g}s expects fewer than 10 requests: "
+                         "no percentile to speak of")
     if args.admit_per_minute is None:
         args.admit_per_minute = 6_000
     if args.mode == "queue":
@@ -238,6 +257,19 @@ def parse_args(argv=None):
             parser.error(f"--joins {args.joins:,} would run dry before the admission window ends: at "
                          f"{args.admit_per_minute:,} a minute it needs more than {needed * 1.1:,.0f}")
     return args
+
+
+def rates(text: str) -> list[int | float] | str:
+    """--rate: "auto", or positive requests/s separated by commas (whole numbers kept as ints)."""
+    if text == "auto":
+        return text
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of rates: {text!r}") from None
+    if not values or any(value <= 0 for value in values):
+        raise argparse.ArgumentTypeError(f"rates must be positive: {text!r}")
+    return [int(value) if value.is_integer() else value for value in values]
 
 
 def fmt(value) -> str:
@@ -274,6 +306,21 @@ def print_table(figures: dict) -> None:
             print(f"  {label:<{width}}  {fmt(figures[key]):>12}  {verdict(key, figures[key], figures)}")
 
 
+def print_open_loop(figures: dict) -> None:
+    for label, key, knee in (("bare INSERT endpoint", "bare_insert_open_loop", "bare_insert_knee_rps"),
+                             ("the app (POST /bookings)", "open_loop", "knee_rps")):
+        if key not in figures:
+            continue
+        found = "none: the lowest rate failed" if figures[knee] is None else (
+            f"{'at least ' if figures[f'{knee}_is_lower_bound'] else ''}{fmt(figures[knee])} requests/s")
+        print(f"  open loop, {label}: knee {found} (p99 <= {figures['knee_p99_ms']:g} ms, no error)")
+        print(f"    {'rate/s':>8}  {'p50 ms':>8}  {'p99 ms':>8}  {'p99.9 ms':>9}  {'accepted/s':>10}  {'errors':>6}")
+        for row in figures[key]:
+            print(f"    {fmt(row['rate']):>8}  {fmt(row['p50_ms']):>8}  {fmt(row['p99_ms']):>8}  "
+                  f"{fmt(row['p999_ms']):>9}  {fmt(row['accepted_rps']):>10}  {fmt(row['errors']):>6}")
+    print(f"  knee / bare INSERT knee: {fmt(figures['ratio_knee_vs_bare_insert'])}")
+
+
 def write_json(figures: dict, mode: str, out: str | None) -> Path:
     path = Path(out) if out else RESULTS_DIR / f"{mode}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -298,7 +345,7 @@ def run(args) -> dict:
     with harness.BenchStack(options) as bench:
         workdir = bench.data_dir
         bench.seed_customers(args.customers)
-        if args.mode in ("rush", "baselines") and not args.no_baselines:
+        if args.mode in ("rush", "baselines") and not args.no_baselines and args.rate is None:
             figures.update(harness.baselines(bench, baseline_requests, args.customers, noop_tasks,
                                              args.hot_row_seconds, workdir))
         if args.mode == "rush" and args.seated:
@@ -311,6 +358,12 @@ def run(args) -> dict:
             figures.update(harness.queued_rush(bench, show_id, args.customers, args.admit_per_minute,
                                                args.poll_interval, workdir))
             figures.update(harness.ratios(figures))
+        elif args.mode == "rush" and args.rate is not None:
+            figures.pop("concurrency")  # an open loop opens the connections its arrivals need
+            schedule = open_loop.Schedule(seconds=args.rate_seconds, warmup_s=args.rate_warmup,
+                                          max_requests=args.rate_max_requests, seed=args.seed)
+            figures.update(open_loop.rush(bench, args.rate, schedule, args.customers, args.rate_steps, workdir,
+                                          baseline=not args.no_baselines))
         elif args.mode == "rush":
             figures.update(harness.rush(bench, args.requests, args.seats, args.customers, workdir))
             figures.update(harness.ratios(figures))
@@ -418,6 +471,8 @@ def main(argv=None) -> int:
     path = write_json(figures, args.mode, args.out)
     print(f"\nboxoffice bench: {figures['command']}  ({figures['wall_s']}s)")
     print_table(figures)
+    if "open_loop" in figures:
+        print_open_loop(figures)
     if args.mode == "soak":
         print(f"  API RSS {figures['api_rss_start_mb']} MB -> {figures['api_rss_end_mb']} MB, "
               f"workers {figures['worker_rss_start_mb']:.1f} MB -> {figures['worker_rss_end_mb']:.1f} MB")

@@ -5,6 +5,7 @@ touches a developer's stack or the test databases.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -575,22 +576,29 @@ def seat_page_alone(bench: BenchStack, show_id: str, requests: int, workdir: Pat
 
 # -- baselines --------------------------------------------------------------------------------
 
-def baseline_bare_insert(bench: BenchStack, requests: int, customers: int, workdir: Path) -> dict:
-    """(c) POST to a bare Flask endpoint doing one INSERT, under the API's gunicorn settings."""
+@contextlib.contextmanager
+def bare_insert_app(bench: BenchStack):
+    """bench/bare_app.py under the API's gunicorn settings and environment, ready: its base URL
+    (POST /insert), stopped on exit."""
     from bench.bare_app import TABLE_DDL
     with psycopg.connect(bench.db_url, autocommit=True) as connection:
         connection.execute(TABLE_DDL)
     port = free_port()
     env = bench.api_env(BIND=f"127.0.0.1:{port}")
     argv = [str(Path(sys.executable).parent / "gunicorn"), "--config", "web/gunicorn_conf.py", "bench.bare_app:app"]
+    with _child(argv, env, bench.data_dir / "bare-insert.log"):
+        _wait_http(f"http://127.0.0.1:{port}/healthz", 60)
+        yield f"http://127.0.0.1:{port}"
+
+
+def baseline_bare_insert(bench: BenchStack, requests: int, customers: int, workdir: Path) -> dict:
+    """(c) POST to a bare Flask endpoint doing one INSERT, under the API's gunicorn settings."""
     tokens = bench.seed_customers(customers)
     rng = random.Random(bench.options.seed)
     items = [[rng.randrange(customers), {"show_id": "bench", "qty": rng.randint(1, 4), "payment_method": "tok_ok"}]
              for _ in range(requests)]
-    with _child(argv, env, bench.data_dir / "bare-insert.log"):
-        _wait_http(f"http://127.0.0.1:{port}/healthz", 60)
-        load = load_summary(run_load(f"http://127.0.0.1:{port}", "/insert", tokens, items,
-                                     bench.options.concurrency, workdir))
+    with bare_insert_app(bench) as base_url:
+        load = load_summary(run_load(base_url, "/insert", tokens, items, bench.options.concurrency, workdir))
     return {"bare_insert_rps": load["accepted_rps"], "bare_insert_p50_ms": load["p50_ms"],
             "bare_insert_p99_ms": load["p99_ms"], "bare_insert_statuses": load["statuses"],
             "bare_insert_loadgen_cpu_pct": load["loadgen_cpu_pct"]}

@@ -23,6 +23,11 @@ the given entries as fast as the connections go, until the harness's stop file a
 (rush --queue): every item is one customer, who joins, polls until admitted and books once with
 the Admission-Token; joins and polls use connections of their own, apart from the bookings'.
 A plan's `id_statuses` names the answers whose body's id is kept (default 202; joins: 200, 201).
+
+`open_loop` (rush --rate): an open loop instead of the closed one. Item i is sent at offsets[i]
+seconds after the start, whether or not earlier requests were answered, over as many connections
+as the requests in flight need (up to max_connections); its latency runs from that scheduled time,
+not from when it went out, so a generator or pool that falls behind counts its own queueing.
 """
 from __future__ import annotations
 
@@ -123,11 +128,93 @@ def _available_rows(seats: list[dict]) -> list[list[str]]:
     return rows
 
 
+def poisson_offsets(rate: float, seconds: float, max_requests: int, seed) -> list[float]:
+    """Arrival times of a Poisson process at `rate` a second (exponential gaps from a seeded RNG),
+    as offsets from the start, for `seconds` or `max_requests` arrivals, whichever comes first."""
+    rng = random.Random(seed)
+    offsets: list[float] = []
+    at = rng.expovariate(rate)
+    while at < seconds and len(offsets) < max_requests:
+        offsets.append(at)
+        at += rng.expovariate(rate)
+    return offsets
+
+
+async def dispatch(offsets: list[float], send, start: float, clock=time.perf_counter, sleep=asyncio.sleep) -> None:
+    """Start send(i, due) as a task of its own at due = start + offsets[i] on `clock`, without
+    waiting for earlier sends to be answered. Each due time is reckoned from the start, never from
+    the previous send: a send that goes out late (a busy loop) makes the ones due meanwhile go at
+    once, and shifts none after them."""
+    tasks = []
+    for index, offset in enumerate(offsets):
+        due = start + offset
+        delay = due - clock()
+        if delay > 0:
+            await sleep(delay)
+        tasks.append(asyncio.ensure_future(send(index, due)))
+    await asyncio.gather(*tasks)
+
+
+async def _open_loop(plan: dict) -> dict:
+    """The rush as an open loop (`open_loop`: offsets, max_connections): see the module's doc.
+    Besides the rush's per-item figures: how late each request went out after its due time
+    (lag_ms) and the most requests in flight at once (each needs a connection of its own)."""
+    url = plan["base_url"].rstrip("/") + plan["path"]
+    tokens = plan.get("tokens") or []
+    items = plan["items"]
+    open_loop = plan["open_loop"]
+    offsets = open_loop["offsets"]
+    n = len(items)
+    latencies, statuses, sent, answered, lags = [0.0] * n, [0] * n, [0.0] * n, [0.0] * n, [0.0] * n
+    ids: list[str | None] = [None] * n
+    errors: Counter = Counter()
+    headers = [{"Authorization": f"Bearer {t}"} for t in tokens]
+    in_flight = most_in_flight = 0
+    limit = int(open_loop.get("max_connections", 2_000))
+    # Idle connections are let go before gunicorn's keep-alive (5 s) closes them: at a low rate a
+    # connection is idle long, and one reused just as the server closes it would fail the request.
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, keepalive_timeout=4)
+    timeout = aiohttp.ClientTimeout(total=plan.get("timeout_s", 60))
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async def send(index: int, due: float):
+            nonlocal in_flight, most_in_flight
+            token_index, body = items[index]
+            began = time.perf_counter()
+            in_flight += 1
+            most_in_flight = max(most_in_flight, in_flight)
+            try:
+                async with session.post(url, json=body,
+                                        headers=headers[token_index] if token_index >= 0 else None) as response:
+                    answer = await response.read()
+                    statuses[index] = response.status
+                    if response.status == 202:
+                        ids[index] = json.loads(answer).get("id")
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                errors[type(error).__name__] += 1
+                statuses[index] = -1
+            in_flight -= 1
+            ended = time.perf_counter()
+            latencies[index] = (ended - due) * 1000
+            lags[index] = (began - due) * 1000
+            sent[index], answered[index] = began - started, ended - started
+
+        started_wall = time.time()
+        started = time.perf_counter()
+        await dispatch(offsets, send, started)
+        elapsed = time.perf_counter() - started
+    return {"started_at": started_wall, "finished_at": started_wall + elapsed, "elapsed_s": elapsed,
+            "latencies_ms": latencies, "sent_s": sent, "answered_s": answered, "ids": ids,
+            "statuses": dict(Counter(str(s) for s in statuses)), "errors": dict(errors),
+            "lag_ms": lags, "most_in_flight": most_in_flight}
+
+
 async def _run(plan: dict) -> dict:
     if plan.get("poll"):
         return await _poll(plan)
     if plan.get("queue"):
         return await _queue_rush(plan)
+    if plan.get("open_loop"):
+        return await _open_loop(plan)
     url = plan["base_url"].rstrip("/") + plan["path"]
     method = plan.get("method", "POST")
     tokens = plan.get("tokens") or []

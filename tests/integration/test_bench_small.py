@@ -1,17 +1,19 @@
 """The benchmark harness keeps working: a tiny rush through its own entry point, on a stack of its
 own (embedded servers, free ports), checked for every reported key and for correctness. No
 assertion on time: the figures of a loaded CI machine mean nothing."""
+import asyncio
 import json
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bench import checks
+from bench import checks, load, open_loop
 from stack.processes import WORKER_METRICS_PORTS
 from tests.processes import occupied_ports
 
@@ -170,6 +172,146 @@ def test_a_tiny_rush_behind_the_waiting_room_books_only_with_admissions(tmp_path
     assert figures["admitted_twice"] == figures["out_of_order"] == 0
     assert figures["bookings_without_admission"] == figures["admissions_booked_twice"] == 0
     assert figures["seats_sold"] == 150 and figures["seat_counter_consistent"]
+
+
+OPEN_LOOP_ROW_KEYS = {"rate", "p50_ms", "p99_ms", "p999_ms", "accepted_rps", "errors"}
+
+
+@pytest.mark.server_independent  # as above: embedded servers of its own
+def test_a_tiny_open_loop_reports_each_rate_for_the_app_and_the_bare_insert_and_their_knees(tmp_path):
+    out = tmp_path / "open-loop.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    with occupied_ports(*WORKER_METRICS_PORTS.values()):
+        completed = subprocess.run(
+            [sys.executable, "-m", "bench", "rush", "--rate", "10,20", "--rate-seconds", "3", "--customers", "20",
+             "--no-flower", "--settle-timeout", "240", "--out", str(out)],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=420)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    for table in ("open_loop", "bare_insert_open_loop"):
+        rows, details = figures[table], figures[f"{table}_details"]
+        assert [row["rate"] for row in rows] == [10, 20]
+        for row, detail in zip(rows, details):
+            assert set(row) == OPEN_LOOP_ROW_KEYS
+            assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["p999_ms"]
+            # Every request was answered 202; the seeded schedule of 3 s offers no more than 1.5 x the rate.
+            assert row["errors"] == 0 and detail["statuses"] == {"202": detail["requests"]}, detail
+            assert 0 < row["accepted_rps"] <= row["rate"] * 1.5
+    knee, bare_knee = figures["knee_rps"], figures["bare_insert_knee_rps"]
+    assert knee in (10, 20, None) and bare_knee in (10, 20, None)
+    assert figures["ratio_knee_vs_bare_insert"] == (knee / bare_knee if knee and bare_knee else None)
+    assert figures["oversold"] == figures["fairness_violations"] == figures["ledger_mismatches"] == 0
+    assert all(detail["fairness_untimed_bookings"] == 0 for detail in figures["open_loop_details"])
+    assert "api_p99_ms" not in figures  # the open loop runs instead of the closed one
+    assert "knee" in completed.stdout
+
+
+def test_poisson_arrivals_come_at_the_rate_with_exponential_gaps():
+    offsets = load.poisson_offsets(200, seconds=1e9, max_requests=20_000, seed=3)
+    gaps = [b - a for a, b in zip([0.0, *offsets], offsets)]
+    assert len(offsets) == 20_000 and all(gap > 0 for gap in gaps)
+    mean = statistics.fmean(gaps)
+    assert mean == pytest.approx(1 / 200, rel=0.03)
+    assert statistics.stdev(gaps) == pytest.approx(mean, rel=0.05)  # exponential: as wide as its mean
+    # Bounded by the duration, the count is near rate x seconds; the same seed gives the same schedule.
+    short = load.poisson_offsets(100, seconds=5, max_requests=10_000, seed=3)
+    assert max(short) < 5 and 400 < len(short) < 600
+    assert short == load.poisson_offsets(100, seconds=5, max_requests=10_000, seed=3)
+    assert short != load.poisson_offsets(100, seconds=5, max_requests=10_000, seed=4)
+
+
+class StalledClock:
+    """A clock for dispatch(): sleeping takes exactly the time asked, unless a send stalled the
+    loop meanwhile (then it wakes when the stall ends, as a real sleep would)."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        until = self.now + seconds
+        await asyncio.sleep(0)  # the sends started so far run here
+        self.now = max(self.now, until)
+
+
+def test_the_open_loop_schedule_is_absolute_so_a_late_send_shifts_none_after_it():
+    offsets = [0.1, 0.2, 0.3, 0.4, 1.5, 2.0]
+    clock = StalledClock(100.0)
+    went: dict[int, tuple[float, float]] = {}
+
+    async def send(index: int, due: float) -> None:
+        went[index] = (due, clock())
+        if index == 1:
+            clock.now += 1.0  # this send held the loop for a second
+
+    asyncio.run(load.dispatch(offsets, send, 100.0, clock=clock, sleep=clock.sleep))
+    assert [went[i][0] for i in range(6)] == pytest.approx([100 + offset for offset in offsets])
+    # Those due during the stall went at once after it; the later ones at their own times, not a second late.
+    assert [went[i][1] for i in range(6)] == pytest.approx([100.1, 100.2, 101.2, 101.2, 101.5, 102.0])
+
+
+def test_an_open_loop_request_sent_late_counts_its_delay_in_its_latency():
+    import time
+
+    from aiohttp import web
+    answered = []
+
+    async def booking(request):
+        if not answered:
+            time.sleep(0.3)  # holds the loop the generator shares: the next sends go out late
+        answered.append(request)
+        return web.json_response({"id": str(len(answered))}, status=202)
+
+    async def main():
+        server = web.Application()
+        server.router.add_post("/bookings", booking)
+        runner = web.AppRunner(server)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            return await load._open_loop({"base_url": f"http://127.0.0.1:{port}", "path": "/bookings", "tokens": [],
+                                          "items": [[-1, {}]] * 3, "open_loop": {"offsets": [0.0, 0.05, 0.1]}})
+        finally:
+            await runner.cleanup()
+
+    result = asyncio.run(main())
+    assert result["statuses"] == {"202": 3}
+    # The second was due at 50 ms and went out after the 300 ms stall: its latency runs from when it was due.
+    assert result["lag_ms"][1] >= 200 and result["latencies_ms"][1] >= result["lag_ms"][1]
+
+
+def rows(*rates_and_p99s, errors=0):
+    return [{"rate": rate, "p50_ms": 1.0, "p99_ms": p99, "p999_ms": p99, "accepted_rps": rate, "errors": errors}
+            for rate, p99 in rates_and_p99s]
+
+
+def test_the_knee_is_the_highest_rate_passing_below_the_first_that_fails():
+    assert open_loop.knee(rows((100, 20.0), (200, 90.0), (400, 300.0))) == (200, False)
+    assert open_loop.knee(rows((400, 30.0), (100, 20.0), (200, 100.0))) == (400, True)  # nothing failed: a lower bound
+    assert open_loop.knee(rows((100, 20.0), (200, 150.0), (400, 60.0))) == (100, False)  # a lucky run above a failure
+    assert open_loop.knee(rows((100, 101.0), (200, 300.0))) == (None, False)
+    assert open_loop.knee(rows((100, 20.0), errors=1)) == (None, False)  # fast but failing is no pass
+
+
+def test_the_auto_search_doubles_then_bisects_towards_the_knee_within_its_steps():
+    measured = []
+
+    def measure(rate):  # a server whose p99 crosses 100 ms above 300 requests/s
+        measured.append(rate)
+        return rows((rate, 50.0 if rate <= 300 else 500.0))[0]
+
+    open_loop.search(measure, steps=8)
+    assert measured[:4] == [50, 100, 200, 400]
+    assert len(measured) <= 8
+    found, _ = open_loop.knee(rows(*((rate, 50.0 if rate <= 300 else 500.0) for rate in measured)))
+    assert 270 <= found <= 300
+    measured.clear()
+    open_loop.search(measure, steps=3)
+    assert measured == [50, 100, 200]
 
 
 def test_the_fast_realtime_fairness_count_agrees_with_the_definition():

@@ -46,11 +46,16 @@ class RabbitMQ:
             return False
 
     def _ctl(self, *args: str, timeout: float = 60) -> str:
-        result = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=timeout)
-        if result.returncode != 0:
+        for attempt in (1, 2):
+            result = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=timeout)
+            if result.returncode == 0:
+                return result.stdout
+            # Asked while the server restarts (another run's fault): once it is up, ask again.
+            if attempt == 1 and "app to be running" in result.stderr and args[0] not in ("stop_app", "start_app"):
+                subprocess.run(["rabbitmqctl", "-q", "await_startup"], capture_output=True, timeout=120)
+                continue
             raise subprocess.CalledProcessError(result.returncode, ["rabbitmqctl", *args],
                                                 result.stdout, result.stderr)
-        return result.stdout
 
     def add_vhost(self, vhost: str) -> str:
         """A new, empty vhost this URL's user may use fully; its URL."""

@@ -82,3 +82,37 @@ def test_a_broker_restart_keeps_the_queued_steps(app, clean, gateway, customer, 
     assert clean.broker.queue_length("seats") == queued  # on disk, in the quorum queue
     clean.worker(concurrency=2)
     assert_paid_exactly_once(app, gateway, wait_for, ids, timeout=90, private=clean)
+
+
+def test_flower_follows_the_workers_and_their_steps_through_rabbitmq(app, clean, workdir, customer, make_show,
+                                                                     wait_for):
+    """Flower as the stack runs it, on the private vhost: the workers' events reach it through
+    RabbitMQ (its task list), and so do its remote-control questions (its worker list)."""
+    import requests
+
+    from stack.processes import stack_processes
+    from tests.processes import ManagedProcess, free_port
+    folder, port = workdir / "rabbitmq-flower", free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = next(s for s in stack_processes(folder, flower_auth="ops:secret-pass", flower_port=port)
+                if s.name == "flower")
+    flower = ManagedProcess("rabbitmq-flower", spec.executable_argv(), folder / "flower.log", clean.env).start()
+    clean.processes.append(flower)
+    url, auth = f"http://127.0.0.1:{port}", ("ops", "secret-pass")
+
+    def answers():
+        try:
+            return requests.get(url + "/healthcheck", timeout=2).ok
+        except requests.RequestException:
+            return False
+    wait_until(answers, 90, 0.3, "Flower to answer")
+    worker = clean.worker(concurrency=1)
+    booking_id = book(clean, customer, make_show(capacity=2, price=500)["id"])
+    wait_for(booking_id, status="PAID", ticket_status="ISSUABLE", timeout=90)
+
+    def seen_steps():
+        tasks = requests.get(url + "/api/tasks", auth=auth, params={"limit": 200}, timeout=10).json()
+        return {task["name"] for task in tasks.values()} >= {"seats.reserve", "payments.charge"}
+    wait_until(seen_steps, 60, 0.5, "Flower to list the booking's steps")
+    workers = requests.get(url + "/api/workers", auth=auth, params={"refresh": "1"}, timeout=30).json()
+    assert any(name.startswith(f"{worker.name}@") for name in workers), workers

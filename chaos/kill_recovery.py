@@ -113,14 +113,19 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s recovery %(levelname)s %(message)s",
                         stream=sys.stderr)
-    run = KillRecovery(chaos_args(["--workers", "2", *(["--broker", args.broker] if args.broker else [])]))
+    # Holds long enough that no killed booking expires before its charge runs again (on Redis that
+    # is the re-drive's 60 s and more).
+    run = KillRecovery(chaos_args(["--workers", "2", "--hold-minutes", "10",
+                                   *(["--broker", args.broker] if args.broker else [])]))
     result: dict = {"broker": "RabbitMQ" if args.broker else "Redis", "kills": args.kills}
+    # SIGTERM stops the stack it started, as the chaos run does (stack.stop in `finally`).
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         run.start()
         run.prepare_one()
         result["recovery_s"] = [round(run.one_kill(args.timeout), 1) for _ in range(args.kills)]
         result["median_s"] = statistics.median(result["recovery_s"])
-    except Exception as error:  # noqa: BLE001 - the last line says what went wrong
+    except BaseException as error:  # noqa: BLE001 - the last line says what went wrong
         log.exception("recovery run failed")
         result["error"] = repr(error)
     finally:

@@ -30,7 +30,7 @@ def test_charges_and_refunds_wait_while_tickets_are_backlogged_and_resume_when_i
     worker = private.worker(queues="seats,payments,mypage,maintenance", extra_env=OVERLOADED)  # nobody on tickets
     earlier = private.book(customer, show["id"])
     wait_for(earlier, status="PAID", payment_status="PAID", ticket_status="NOT_ISSUABLE", timeout=90)
-    other = private_app(app, private.url)
+    other = private_app(app, private)
     with other.app_context():  # the backlog: ticket steps nobody takes (no-ops once they run)
         for _ in range(5):
             other.extensions["celery"].send_task("tickets.make_issuable", args=[earlier])

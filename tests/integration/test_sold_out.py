@@ -233,3 +233,18 @@ def test_redis_down_means_no_refusal(app, make_show, customer, wait_for):
         send_reserve(show["id"], force=True)  # its own ask went to the Redis that was down
         db.session.rollback()
     wait_for(response.json["id"], status="REJECTED")
+
+
+def test_unblocking_seats_lifts_the_refusal_of_their_category(app, two_category_show, customer, admin_headers,
+                                                              wait_for):
+    show_id, balcony = two_category_show["id"], ["2-1-1", "2-1-2", "2-1-3"]
+    client = app.test_client()
+    assert client.patch(f"/shows/{show_id}", headers=admin_headers, json={"blocked_seats": balcony}).status_code == 200
+    refused = post(app, customer, show_id, qty=1, category="R")  # no R seat left, none held: earns the fact
+    wait_for(refused.json["id"], status="REJECTED")
+    wait_until(lambda: fact_of(app, show_id) == {"R"}, 10, 0.05, "the sold-out fact of R")
+    assert_sold_out(post(app, customer, show_id, qty=1, category="R"))
+    assert client.patch(f"/shows/{show_id}", headers=admin_headers, json={"blocked_seats": balcony[1:]}).status_code == 200
+    taker = post(app, customer, show_id, qty=1, category="R")
+    assert taker.status_code == 202, taker.json
+    wait_for(taker.json["id"], status="PAID")

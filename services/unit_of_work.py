@@ -15,7 +15,8 @@ On commit it
   (services/events.py), in the same transaction;
 - commits;
 - then clears the sold-out facts of the shows whose seats may come back through it (the moves
-  note them: Show.release, ShowCategory.give_back, Booking.request_cancel; services/sold_out.py);
+  note them: Show.release, ShowCategory.give_back, Show.change_capacity, Booking.request_cancel;
+  services/sold_out.py);
 - then publishes the next steps recorded with `then` (the outbox's rows, written in the same
   transaction) and asks for the reservations noted with `reserve_soon`, through the app's step
   publisher (tasks/publishing.py installs it); and hands the deliveries and mails to their queues.

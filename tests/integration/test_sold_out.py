@@ -248,3 +248,35 @@ def test_unblocking_seats_lifts_the_refusal_of_their_category(app, two_category_
     taker = post(app, customer, show_id, qty=1, category="R")
     assert taker.status_code == 202, taker.json
     wait_for(taker.json["id"], status="PAID")
+
+
+def test_a_set_that_lost_the_race_to_a_clear_is_refused_by_the_fence(app):
+    """A run reads the fence before its lock and sets after its commit; a release that committed
+    in between bumped the fence with its clear, so the run's late set must not land."""
+    from shared_state.redis_clients import redis_client
+    from shared_state.sold_out import FACT_KEY, TTL_MS, SoldOutFacts
+    facts, show_id = SoldOutFacts(redis_client(app.config["REDIS_URL"])), f"show-{secrets.token_hex(4)}"
+    read_before_the_lock = facts.fence(show_id)
+    facts.seats_back([show_id])  # a release's clear, after the run read the fence
+    assert not facts.publish(show_id, {None}, read_before_the_lock)
+    assert facts.sold_out(show_id) == set()
+    assert facts.publish(show_id, {None, "VIP"}, facts.fence(show_id))  # a run after it: earned
+    assert facts.sold_out(show_id) == {None, "VIP"}
+    assert 0 < facts.redis.pttl(FACT_KEY.format(show_id=show_id)) <= TTL_MS
+    facts.seats_back([show_id])
+    assert facts.sold_out(show_id) == set()
+
+
+def test_a_lost_clear_is_made_good_by_the_run_the_refusal_asks_for(app, make_show, customer, wait_for):
+    """A fact left standing on a show with a free seat (as if its clear was lost), set to live far
+    longer than its TTL: the refusal asks for a reservation run, which finds the seat and deletes
+    the fact; the seat is then sold."""
+    from shared_state.redis_clients import redis_client
+    from shared_state.sold_out import FACT_KEY
+    show = make_show(capacity=1)
+    redis_client(app.config["REDIS_URL"]).set(FACT_KEY.format(show_id=show["id"]), '["*"]', px=600_000)
+    assert_sold_out(post(app, customer, show["id"], qty=1))
+    wait_until(lambda: not fact_of(app, show["id"]), 10, 0.02, "the run to delete the fact")
+    taker = post(app, customer, show["id"], qty=1)
+    assert taker.status_code == 202, taker.json
+    wait_for(taker.json["id"], status="PAID")

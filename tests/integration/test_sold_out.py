@@ -4,7 +4,6 @@ show, has no seat left and no hold that could give one back, POST /bookings answ
 Real PostgreSQL, Redis, gateway sandbox and a worker process; the requests are real threads."""
 import secrets
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -132,7 +131,8 @@ def test_after_a_cancel_the_next_request_is_accepted_and_gets_the_seats(app, mak
 def test_raising_the_capacity_lifts_the_refusal(app, make_show, customer, admin_headers, wait_for):
     show = make_show(capacity=1)
     sell_out(app, customer, show["id"], wait_for, qty=1)
-    assert app.test_client().patch(f"/shows/{show['id']}", headers=admin_headers, json={"capacity": 2}).status_code == 200
+    raised = app.test_client().patch(f"/shows/{show['id']}", headers=admin_headers, json={"capacity": 2})
+    assert raised.status_code == 200
     taker = post(app, customer, show["id"], qty=1)
     assert taker.status_code == 202, taker.json
     wait_for(taker.json["id"], status="PAID")
@@ -244,7 +244,8 @@ def test_unblocking_seats_lifts_the_refusal_of_their_category(app, two_category_
     wait_for(refused.json["id"], status="REJECTED")
     wait_until(lambda: fact_of(app, show_id) == {"R"}, 10, 0.05, "the sold-out fact of R")
     assert_sold_out(post(app, customer, show_id, qty=1, category="R"))
-    assert client.patch(f"/shows/{show_id}", headers=admin_headers, json={"blocked_seats": balcony[1:]}).status_code == 200
+    unblocked = client.patch(f"/shows/{show_id}", headers=admin_headers, json={"blocked_seats": balcony[1:]})
+    assert unblocked.status_code == 200
     taker = post(app, customer, show_id, qty=1, category="R")
     assert taker.status_code == 202, taker.json
     wait_for(taker.json["id"], status="PAID")

@@ -27,7 +27,7 @@ def record(customer_id: str, show_id: str, qty: int | None, payment_method: str,
         amount = None
         if seats is not None or category is not None:
             qty, amount = _price_reserved(show_id, qty, seats, category)
-        if sold_out.refuses(show_id, _wanted(show_id, seats, category)) and not (
+        if sold_out.refuses(show_id, _wanted(show_id, seats, category), admission_id is not None) and not (
                 idempotency_key and find_by_idempotency_key(customer_id, idempotency_key)):
             reserve_soon(show_id)  # a run earns the fact again, or deletes it if seats came back
             raise SoldOut(f"category {category} is sold out" if category is not None

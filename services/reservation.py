@@ -23,7 +23,7 @@ from flask import current_app
 
 from models.bookings import (
     REJECTION_TEXT, Decision, Pending, apply_reservations, hold_deadline_from, reserve_in_seq_order,
-    seats_held_by, shows_with_pending, sold_out_for_good,
+    seats_held_by, shows_with_pending,
 )
 from models.database import utc_now
 from models.errors import NotFound
@@ -60,13 +60,13 @@ def reserve(show_id: str, batch_limit: int = BATCH_LIMIT) -> str:
             confirmed = [each.id for each in decisions if each.holds_seats]
             uow.then("payments.charge", confirmed)
             last = len(decisions) < batch_limit
-            gone = sold_out_for_good(show) if last else set()
+            fact = sold_out.found(show) if last else None
             uow.commit()
         for each in decisions:
             log.info("booking %s %s", each.id, each.status, extra={"booking_id": each.id, "outcome": each.status})
         decided += len(decisions)
         if last:
-            sold_out.publish(show_id, gone, fence)
+            sold_out.publish(show_id, fact, fence)
             return f"decided {decided}"
 
 

@@ -20,8 +20,10 @@ import logging
 
 from flask import current_app
 
+from models.bookings import sold_out_for_good
+
 from shared_state.redis_clients import FAST_TIMEOUT_S, redis_client
-from shared_state.sold_out import SoldOutFacts
+from shared_state.sold_out import NONE, Fact, SoldOutFacts
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +32,17 @@ def _facts() -> SoldOutFacts:
     return SoldOutFacts(redis_client(current_app.config["REDIS_URL"], FAST_TIMEOUT_S))
 
 
-def refuses(show_id: str, wanted: set[str | None]) -> bool:
+def refuses(show_id: str, wanted: set[str | None], admitted: bool) -> bool:
     """Whether the fact says what the request wants (None: a general show's seats; else the
-    categories of its seats) is sold out. False when Redis cannot answer."""
+    categories of its seats) is sold out. A show with a waiting room refuses a request without
+    an Admission-Token (403) before anything else, so the fact leaves that one to the normal
+    path. False when Redis cannot answer."""
     try:
-        return bool(_facts().sold_out(show_id) & wanted)
+        fact = _facts().read(show_id)
     except Exception as error:  # unknown is never a refusal
         log.warning("could not read the sold-out fact of show %s: %r", show_id, error)
         return False
+    return bool(fact.sold_out & wanted) and (admitted or not fact.queued)
 
 
 def fence(show_id: str) -> str | None:
@@ -50,12 +55,18 @@ def fence(show_id: str) -> str | None:
         return None
 
 
-def publish(show_id: str, sold_out: set[str | None], fence_read: str | None) -> None:
+def publish(show_id: str, fact: Fact, fence_read: str | None) -> None:
     """After a reservation run's commit: set the fact to what it found sold out, or delete it."""
     try:
-        _facts().publish(show_id, sold_out if fence_read is not None else set(), fence_read or "")
+        _facts().publish(show_id, fact if fence_read is not None else NONE, fence_read or "")
     except Exception as error:  # a fact not set is a request on the normal path; one not deleted expires
         log.warning("could not publish the sold-out fact of show %s: %r", show_id, error)
+
+
+def found(show) -> Fact:
+    """What a reservation run, the show locked and its decisions applied, publishes after commit."""
+    gone = sold_out_for_good(show)
+    return Fact(gone, show.waiting_room is not None) if gone else NONE
 
 
 def seats_back(show_ids) -> None:

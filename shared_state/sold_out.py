@@ -3,8 +3,9 @@ booking. PostgreSQL stays the truth; a fact only ever says "no seat left, and no
 by itself", and only for a short while (TTL_MS) unless a reservation run earns it again.
 
 Keys, per show S:
-- `boxoffice:sold-out:S`    JSON list of what is sold out: "*" (a general admission show) or
-                            category names; absent when nothing is. Expires after TTL_MS.
+- `boxoffice:sold-out:S`    JSON {"sold_out": what is sold out, "*" (a general admission show)
+                            or category names; "queued": whether the show has a waiting room};
+                            absent when nothing is sold out. Expires after TTL_MS.
 - `boxoffice:seats-back:S`  a counter bumped by every commit that gives seats back (or opens a
                             hold's outcome again): the fence that keeps a late set from undoing
                             a clear.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import NamedTuple
 
 import redis
 
@@ -40,6 +42,14 @@ return 1
 """
 
 
+class Fact(NamedTuple):
+    sold_out: set[str | None]  # None: the whole general admission show
+    queued: bool  # the show has a waiting room: a booking without an Admission-Token is refused 403
+
+
+NONE = Fact(set(), False)
+
+
 class SoldOutFacts:
     def __init__(self, client: redis.Redis):
         self.redis = client
@@ -49,15 +59,16 @@ class SoldOutFacts:
         value = self.redis.get(FENCE_KEY.format(show_id=show_id))
         return value.decode() if value is not None else ""
 
-    def publish(self, show_id: str, sold_out: set[str | None], fence: str) -> bool:
-        """Set the show's fact to what a committed run found sold out (None: the whole general
-        show), unless a release bumped the fence since `fence` was read; nothing sold out deletes
-        it (a clear is always safe). Returns whether a fact was set."""
+    def publish(self, show_id: str, fact: Fact, fence: str) -> bool:
+        """Set the show's fact to what a committed run found, unless a release bumped the fence
+        since `fence` was read; nothing sold out deletes it (a clear is always safe). Returns
+        whether a fact was set."""
         key = FACT_KEY.format(show_id=show_id)
-        if not sold_out:
+        if not fact.sold_out:
             self.redis.delete(key)
             return False
-        value = json.dumps(sorted(WHOLE_SHOW if name is None else name for name in sold_out))
+        value = json.dumps({"sold_out": sorted(WHOLE_SHOW if name is None else name for name in fact.sold_out),
+                            "queued": fact.queued})
         return bool(self.redis.eval(_SET_IF_FENCE_HELD, 2, key, FENCE_KEY.format(show_id=show_id),
                                     fence, value, TTL_MS))
 
@@ -71,9 +82,10 @@ class SoldOutFacts:
                 pipe.delete(FACT_KEY.format(show_id=show_id))
             pipe.execute()
 
-    def sold_out(self, show_id: str) -> set[str | None]:
-        """What the show's fact says is sold out (None: the whole general show); empty if none."""
+    def read(self, show_id: str) -> Fact:
+        """The show's fact (NONE: nothing is sold out)."""
         value = self.redis.get(FACT_KEY.format(show_id=show_id))
         if value is None:
-            return set()
-        return {None if name == WHOLE_SHOW else name for name in json.loads(value)}
+            return NONE
+        fact = json.loads(value)
+        return Fact({None if name == WHOLE_SHOW else name for name in fact["sold_out"]}, fact["queued"])

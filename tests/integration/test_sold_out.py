@@ -34,7 +34,7 @@ def bookings_of(app, show_id: str) -> int:
 def fact_of(app, show_id: str) -> set:
     from shared_state.redis_clients import redis_client
     from shared_state.sold_out import SoldOutFacts
-    return SoldOutFacts(redis_client(app.config["REDIS_URL"])).sold_out(show_id)
+    return SoldOutFacts(redis_client(app.config["REDIS_URL"])).read(show_id).sold_out
 
 
 def post(app, customer, show_id, key=None, **form):
@@ -255,17 +255,17 @@ def test_a_set_that_lost_the_race_to_a_clear_is_refused_by_the_fence(app):
     """A run reads the fence before its lock and sets after its commit; a release that committed
     in between bumped the fence with its clear, so the run's late set must not land."""
     from shared_state.redis_clients import redis_client
-    from shared_state.sold_out import FACT_KEY, TTL_MS, SoldOutFacts
+    from shared_state.sold_out import FACT_KEY, TTL_MS, Fact, SoldOutFacts
     facts, show_id = SoldOutFacts(redis_client(app.config["REDIS_URL"])), f"show-{secrets.token_hex(4)}"
     read_before_the_lock = facts.fence(show_id)
     facts.seats_back([show_id])  # a release's clear, after the run read the fence
-    assert not facts.publish(show_id, {None}, read_before_the_lock)
-    assert facts.sold_out(show_id) == set()
-    assert facts.publish(show_id, {None, "VIP"}, facts.fence(show_id))  # a run after it: earned
-    assert facts.sold_out(show_id) == {None, "VIP"}
+    assert not facts.publish(show_id, Fact({None}, False), read_before_the_lock)
+    assert facts.read(show_id).sold_out == set()
+    assert facts.publish(show_id, Fact({"VIP", "R"}, True), facts.fence(show_id))  # a run after it: earned
+    assert facts.read(show_id) == Fact({"VIP", "R"}, True)
     assert 0 < facts.redis.pttl(FACT_KEY.format(show_id=show_id)) <= TTL_MS
     facts.seats_back([show_id])
-    assert facts.sold_out(show_id) == set()
+    assert facts.read(show_id).sold_out == set()
 
 
 def test_a_lost_clear_is_made_good_by_the_run_the_refusal_asks_for(app, make_show, customer, wait_for):
@@ -275,9 +275,40 @@ def test_a_lost_clear_is_made_good_by_the_run_the_refusal_asks_for(app, make_sho
     from shared_state.redis_clients import redis_client
     from shared_state.sold_out import FACT_KEY
     show = make_show(capacity=1)
-    redis_client(app.config["REDIS_URL"]).set(FACT_KEY.format(show_id=show["id"]), '["*"]', px=600_000)
+    redis_client(app.config["REDIS_URL"]).set(FACT_KEY.format(show_id=show["id"]),
+                                               '{"sold_out": ["*"], "queued": false}', px=600_000)
     assert_sold_out(post(app, customer, show["id"], qty=1))
     wait_until(lambda: not fact_of(app, show["id"]), 10, 0.02, "the run to delete the fact")
     taker = post(app, customer, show["id"], qty=1)
     assert taker.status_code == 202, taker.json
     wait_for(taker.json["id"], status="PAID")
+
+
+def test_a_sold_out_show_with_a_waiting_room_still_asks_for_the_admission_token_first(app, admin_headers,
+                                                                                      new_customer, wait_for):
+    from services import waiting_room
+    client, now = app.test_client(), datetime.now(timezone.utc)
+    show = client.post("/shows", headers=admin_headers, json={
+        "title": f"Queued {secrets.token_hex(3)}", "venue": "Arena", "price": 1000, "capacity": 1,
+        "starts_at": (now + timedelta(days=10)).isoformat(), "on_sale_at": (now - timedelta(seconds=1)).isoformat(),
+        "waiting_room": {"admit_per_minute": 600, "session_minutes": 10}}).json
+    alice, bob = new_customer(), new_customer()
+    entries = [client.post(f"/shows/{show['id']}/queue", headers=each["headers"]).json for each in (alice, bob)]
+    with app.app_context():
+        for seconds in (1, 2):
+            waiting_room.admit_due(now + timedelta(seconds=seconds), only=[show["id"]])
+    alice_token, bob_token = (client.get(f"/queue/{entry['id']}", headers=each["headers"]).json["admission_token"]
+                              for entry, each in zip(entries, (alice, bob)))
+    paid = client.post("/bookings", headers={**alice["headers"], "Admission-Token": alice_token},
+                       json={"show_id": show["id"], "qty": 1, "payment_method": "tok_ok"})
+    wait_for(paid.json["id"], status="PAID")
+    bobs = {**bob["headers"], "Admission-Token": bob_token}
+    rejected = client.post("/bookings", headers=bobs, json={"show_id": show["id"], "qty": 1, "payment_method": "tok_ok"})
+    wait_for(rejected.json["id"], status="REJECTED")  # frees bob's turn for another try; earns the fact
+    wait_until(lambda: fact_of(app, show["id"]), 10, 0.05, "the sold-out fact")
+    before = bookings_of(app, show["id"])
+    assert_sold_out(client.post("/bookings", headers=bobs, json={"show_id": show["id"], "qty": 1,
+                                                                 "payment_method": "tok_ok"}))
+    no_token = post(app, new_customer(), show["id"], qty=1)
+    assert no_token.status_code == 403, no_token.json
+    assert bookings_of(app, show["id"]) == before

@@ -18,12 +18,9 @@ A set that lost the race is refused by the fence, or deleted by the release that
 from __future__ import annotations
 
 import json
-import logging
 from typing import NamedTuple
 
 import redis
-
-log = logging.getLogger(__name__)
 
 FACT_KEY = "boxoffice:sold-out:{show_id}"
 FENCE_KEY = "boxoffice:seats-back:{show_id}"

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
-from models.database import CHANGED_BOOKINGS, db, new_id, note_changed, utc_now
+from models.database import CHANGED_BOOKINGS, db, new_id, note_changed, note_seats_back, utc_now
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models.events import EventType, announce_move, note_events
 from models.lifecycles import (  # noqa: F401 (statuses re-exported)
@@ -200,6 +200,7 @@ class Booking(MovesByLifecycle, db.Model):
             self.cancellation_fee += self.show.cancellation_fee(self.amount, now)  # on the fees of parts before
         self._move("start_cancel")
         self.hold_deadline = None
+        note_seats_back(object_session(self), self.show_id)  # its seats come back once the refund is done
         return True
 
     def finish_cancel(self) -> None:
@@ -601,6 +602,35 @@ def lock_pending(show_id: str, limit: int) -> list[Pending]:
         .limit(limit)
         .with_for_update()
     )]
+
+
+# Holds whose outcome is still open: a payment may yet be declined or run out (CONFIRMED), a
+# cancel's refund is under way (CANCELLING). Their seats may come back without anyone asking.
+OPEN_HOLDS = (BookingStatus.CONFIRMED, BookingStatus.CANCELLING)
+
+
+def sold_out_for_good(show: Show) -> set[str | None]:
+    """What of the show (its row locked and read afresh) has no seat left and no open hold that
+    could give one back: {None} for a general admission show, else the names of such categories.
+    A PAID booking's seats come back only by a cancel, which clears the fact (services/sold_out.py)."""
+    if not show.sales_open():
+        return set()
+    if not show.reserved:
+        if show.remaining > 0:
+            return set()
+        open_hold = db.session.scalar(select(Booking.id).where(
+            Booking.show_id == show.id, Booking.seats_held.is_(True), Booking.status.in_(OPEN_HOLDS)).limit(1))
+        return set() if open_hold else {None}
+    empty = {category.name for category in show.categories if category.remaining == 0}
+    if not empty:
+        return set()
+    seat_map = load_seat_map(show.seat_map_id)
+    for seat_ids in db.session.scalars(select(Booking.seats).where(
+            Booking.show_id == show.id, Booking.seats_held.is_(True), Booking.status.in_(OPEN_HOLDS))):
+        empty -= set(_count_by_category(seat_map, seat_ids or ()))
+        if not empty:
+            break
+    return empty
 
 
 def seats_held_by(show_id: str, customer_ids) -> dict[str, int]:

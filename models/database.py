@@ -37,10 +37,19 @@ CHANGED_BOOKINGS = "changed_bookings"
 LOCKED_SHOWS = "locked_shows"
 # Seat states noted for the seat-state read model, written before the commit (models/seats.py).
 SEAT_STATES = "seat_states"
+# Shows whose seats may come back through this transaction (released, or a hold whose outcome is
+# open again): their sold-out facts are cleared once it commits (services/sold_out.py).
+SEATS_BACK = "seats_back"
 
 
 def note_changed(session, booking_ids) -> None:
     session.info.setdefault(CHANGED_BOOKINGS, set()).update(booking_ids)
+
+
+def note_seats_back(session, show_id: str) -> None:
+    """Seats of this show may come back once the transaction commits: not sold out for good."""
+    if session is not None:  # a plain object (the unit tests): nothing to clear
+        session.info.setdefault(SEATS_BACK, set()).add(show_id)
 
 
 @event.listens_for(Session, "after_commit")
@@ -50,6 +59,7 @@ def _transaction_over(session) -> None:
     session.info.pop(CHANGED_BOOKINGS, None)
     session.info.pop(LOCKED_SHOWS, None)
     session.info.pop(SEAT_STATES, None)
+    session.info.pop(SEATS_BACK, None)
 
 
 def new_id() -> str:

@@ -25,6 +25,15 @@ class InvalidInput(DomainError):
         self.errors = errors or {}
 
 
+class SoldOut(Conflict):
+    """No seat left of what a booking asks for, and none that could come back (POST /bookings):
+    refused before anything is recorded. The answer says so to programs as REJECTED bookings do."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.details = {"reject_reason": "sold_out"}
+
+
 class Forbidden(DomainError):
     """The caller may not do this (a booking without a valid Admission-Token, say)."""
 

@@ -12,7 +12,7 @@ from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Intege
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
-from models.database import LOCKED_SHOWS, db, new_id, utc_now
+from models.database import LOCKED_SHOWS, db, new_id, note_seats_back, utc_now
 from models.errors import Conflict, NotFound
 
 
@@ -137,11 +137,15 @@ class Show(db.Model):
         if self.remaining + qty > self.capacity:
             raise Conflict("cannot release more seats than are held")
         self.remaining += qty
+        if qty > 0:
+            note_seats_back(object_session(self), self.id)
 
     def change_capacity(self, capacity: int) -> None:
         self._check_locked()
         if capacity < self.held:
             raise Conflict(f"capacity {capacity} is below the {self.held} seats already held")
+        if capacity > self.capacity:
+            note_seats_back(object_session(self), self.id)
         self.remaining = capacity - self.held
         self.capacity = capacity
 
@@ -202,6 +206,8 @@ class ShowCategory(db.Model):
         if self.remaining + seats > self.capacity:
             raise Conflict(f"category {self.name}: cannot give back more seats than are taken")
         self.remaining += seats
+        if seats > 0:
+            note_seats_back(object_session(self), self.show_id)
 
 
 def get_show(show_id: str, *, for_update: bool = False) -> Show:

@@ -5,12 +5,13 @@ A reserved show's booking is a pick (seats) or best available (qty in a category
 against the show's map and priced from its categories before it is recorded (SPEC §8)."""
 from __future__ import annotations
 
-from models.bookings import AcceptedBooking, Booking, record_booking
-from models.errors import InvalidInput, NotFound
+from models.bookings import AcceptedBooking, Booking, find_by_idempotency_key, record_booking
+from models.errors import InvalidInput, NotFound, SoldOut
 from models.seating import check_best_available, check_pick
 from models.seats import load_seat_map
 from models.shows import get_show
-from services.unit_of_work import UnitOfWork
+from services import sold_out
+from services.unit_of_work import UnitOfWork, reserve_soon
 from services.waiting_room import verify_admission
 
 
@@ -19,12 +20,18 @@ def record(customer_id: str, show_id: str, qty: int | None, payment_method: str,
            category: str | None = None, admission_token: str | None = None) -> tuple[Booking | AcceptedBooking, bool]:
     """Returns (booking, created). A request repeated with its Idempotency-Key returns the
     booking it made and changes nothing. A show with a waiting room needs the Admission-Token of
-    the customer's turn, checked before anything is recorded (SPEC §9)."""
+    the customer's turn, checked before anything is recorded (SPEC §9). What the show's sold-out
+    fact refuses is refused at once (SoldOut), nothing recorded (services/sold_out.py)."""
     admission_id = verify_admission(admission_token, customer_id, show_id) if admission_token else None
     with UnitOfWork() as uow:
         amount = None
         if seats is not None or category is not None:
             qty, amount = _price_reserved(show_id, qty, seats, category)
+        if sold_out.refuses(show_id, _wanted(show_id, seats, category), admission_id is not None) and not (
+                idempotency_key and find_by_idempotency_key(customer_id, idempotency_key)):
+            reserve_soon(show_id)  # a run earns the fact again, or deletes it if seats came back
+            raise SoldOut(f"category {category} is sold out" if category is not None
+                          else "this show is sold out" if seats is None else "a chosen seat's category is sold out")
         booking, created = record_booking(customer_id, show_id, qty, payment_method, idempotency_key,
                                           category=category, seats=seats, amount=amount,
                                           admission_id=admission_id)
@@ -34,6 +41,17 @@ def record(customer_id: str, show_id: str, qty: int | None, payment_method: str,
             uow.reserve_soon(booking.show_id)
             uow.commit()
     return booking, created
+
+
+def _wanted(show_id: str, seats: list[str] | None, category: str | None) -> set[str | None]:
+    """What a request asks for, as sold-out facts name it: None (a general show's seats), its
+    category (best available), or its seats' categories (a pick: any of them sold out fails it)."""
+    if category is not None:
+        return {category}
+    if seats is None:
+        return {None}
+    seat_map = load_seat_map(_pricing_of(show_id)[0])
+    return {seat_map.seat(seat_id).category for seat_id in seats}
 
 
 # Show id -> (seat map id, price by category) of reserved shows, per process: neither changes once

@@ -9,6 +9,10 @@ Three statements a batch whatever its size: lock the show, lock and read its pen
 flushed at commit). The show's lock is held for the whole decision, so two workers never hand out
 the same seats. docs/lifecycle.md, "Arrival order", says why a booking answered before another was
 sent is never decided after it.
+
+The last batch of a run also finds what of the show is sold out for good (no seat left, no hold
+whose outcome is open) and, after its commit, publishes that fact for POST /bookings to refuse
+from (services/sold_out.py). A run with nothing pending does just that: refusals ask for it.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from models.errors import NotFound
 from models.seating import SeatRequest, SeatState, decide_seats_in_seq_order
 from models.seats import hold_seats, load_seat_map, taken_seat_ids
 from models.shows import Show
+from services import sold_out
 from services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,7 @@ def reserve(show_id: str, batch_limit: int = BATCH_LIMIT) -> str:
     hold_minutes = current_app.config["HOLD_MINUTES"]
     decided = 0
     while True:
+        fence = sold_out.fence(show_id)  # before the lock: a release committed after it bumps it later
         with UnitOfWork() as uow:
             try:
                 show = uow.lock_shows([show_id])[show_id]
@@ -53,11 +59,14 @@ def reserve(show_id: str, batch_limit: int = BATCH_LIMIT) -> str:
             apply_reservations(decisions, hold_deadline_from(now, hold_minutes), now)
             confirmed = [each.id for each in decisions if each.holds_seats]
             uow.then("payments.charge", confirmed)
+            last = len(decisions) < batch_limit
+            fact = sold_out.found(show) if last else None
             uow.commit()
         for each in decisions:
             log.info("booking %s %s", each.id, each.status, extra={"booking_id": each.id, "outcome": each.status})
         decided += len(decisions)
-        if len(decisions) < batch_limit:
+        if last:
+            sold_out.publish(show_id, fact, fence)
             return f"decided {decided}"
 
 

@@ -14,6 +14,9 @@ On commit it
 - writes the events its moves noted, with their webhook deliveries and customer mails
   (services/events.py), in the same transaction;
 - commits;
+- then clears the sold-out facts of the shows whose seats may come back through it (the moves
+  note them: Show.release, ShowCategory.give_back, Show.change_capacity, Booking.request_cancel;
+  services/sold_out.py);
 - then publishes the next steps recorded with `then` (the outbox's rows, written in the same
   transaction) and asks for the reservations noted with `reserve_soon`, through the app's step
   publisher (tasks/publishing.py installs it); and hands the deliveries and mails to their queues.
@@ -36,12 +39,13 @@ from sqlalchemy import select
 
 from models import db
 from models.bookings import Booking, get_customer_booking, lock_bookings, lock_pending
-from models.database import CHANGED_BOOKINGS, LOCKED_SHOWS
+from models.database import CHANGED_BOOKINGS, LOCKED_SHOWS, SEATS_BACK
 from models.events import forget_noted_events
 from models.mypage import project_ids
 from models.outbox import enqueue
 from models.seats import flush_seat_states
 from models.shows import Show, get_show
+from services import sold_out
 from services.events import Announced, write_announced
 
 log = logging.getLogger(__name__)
@@ -147,8 +151,11 @@ class UnitOfWork:
         if self._steps:
             self.session.flush()
         ready = [(message.id, message.task, message.booking_id, message.alone) for message in self._steps]
+        seats_back = self.session.info.pop(SEATS_BACK, None)
         self.session.commit()  # the session's locks and list of changes end with it (models/database.py)
         self.committed = True
+        if seats_back:
+            sold_out.seats_back(seats_back)
         if ready or self._reserve or announced:
             self._publish(ready, announced)
 
@@ -167,3 +174,11 @@ class UnitOfWork:
             publisher.announce(announced)
         for show_id in sorted(self._reserve):
             publisher.reserve_soon(show_id)
+
+
+def reserve_soon(show_id: str) -> None:
+    """Ask for a reservation run of the show now, outside any transaction (a sold-out refusal
+    asks for one to earn its fact again: services/sold_out.py). Debounced like every ask."""
+    publisher: StepPublisher | None = current_app.extensions.get("step_publisher")
+    if publisher is not None:  # no broker configured here: nothing to ask
+        publisher.reserve_soon(show_id)

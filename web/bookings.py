@@ -15,7 +15,7 @@ from observability import note_booking
 from services import booking as booking_service, cancel as cancel_service, tickets as ticket_service
 from services.booking import booked_seats
 from web.auth import BEARER, current_user_id, login_required, owner_filter
-from web.errors import documented_errors
+from web.errors import ErrorSchema, documented_errors
 from web.ratelimit import limit_bookings
 
 blp = Blueprint("bookings", __name__, url_prefix="/bookings", description="Booking seats, cancelling, issuing tickets")
@@ -98,6 +98,11 @@ class BookingSchema(Schema):
         return booked_seats(booking)
 
 
+class BookingRefusalSchema(ErrorSchema):
+    reject_reason = fields.String(metadata={"description": "sold_out: refused at once, no booking recorded "
+                                                           "(absent for the other conflicts)"})
+
+
 class TicketBodySchema(Schema):
     code = fields.String()
     booking_id = fields.String()
@@ -128,9 +133,13 @@ class Bookings(MethodView):
     @blp.arguments(BookingHeadersSchema, location="headers", unknown="exclude")
     @blp.arguments(BookingRequestSchema)
     @blp.response(202, BookingSchema, headers=LOCATION)
+    @blp.alt_response(409, schema=BookingRefusalSchema,
+                      description="Sold out (`reject_reason: sold_out`: no seat left of the show, or of the "
+                                  "category asked for, and no hold that could give one back; nothing is "
+                                  "recorded), sales for the show are closed or not open yet, or the admission "
+                                  "already has a booking")
     @documented_errors(blp, 400, 401, 413, 429, e403="Only customers book; a show with a waiting room needs a "
                                                       "valid Admission-Token for this customer and show",
-                       e409="Sales for the show are closed, or the admission already has a booking",
                        e422="Invalid input (also: no such show), or an Idempotency-Key reused with another body")
     @blp.doc(security=BEARER)
     def post(self, headers, body):

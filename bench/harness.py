@@ -376,6 +376,8 @@ def drive(bench: BenchStack, show_id: str, tokens: list[str], items: list, workd
         "reservations_per_s": accepted / step_s if step_s > 0 else None,
         "reserve_s": decide_s,
         "reservations_e2e_per_s": accepted / decide_s if decide_s > 0 else 0.0,
+        # Refused at once as sold out (409, no booking written: docs/lifecycle.md), not accepted.
+        "sold_out_answers": load["statuses"].get("409", 0),
         "statuses": load["statuses"],
         "errors": load["errors"],
         "loadgen_cpu_pct": load["loadgen_cpu_pct"],

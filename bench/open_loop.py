@@ -51,19 +51,20 @@ def arrivals(rate: float, seconds: float, schedule: Schedule, customers: int,
 
 
 def figures_of(rate: float, result: dict, span: float) -> tuple[dict, dict]:
-    """A rate's row of the report and its details. Every request answered otherwise than 202 (the
-    one success status of both endpoints; a sold-out show still answers 202, its booking REJECTED
-    later) counts as an error, as do those never answered (connection errors, timeouts); latencies
-    are of every request sent, errors included. accepted/s: 202 answers ÷ the time from the start
-    to the later of the schedule's end and the last answer."""
+    """A rate's row of the report and its details. Every request answered otherwise than 202
+    (accepted) or 409 (the app's answer for a show sold out: no booking written) counts as an
+    error, as do those never answered (connection errors, timeouts); latencies are of every
+    request sent, errors included. accepted/s: 202 answers ÷ the time from the start to the later
+    of the schedule's end and the last answer."""
     latencies = result["latencies_ms"]
     accepted = result["statuses"].get("202", 0)
+    refused = result["statuses"].get("409", 0)
     window = max(span, result["elapsed_s"])
     row = {"rate": rate,
            "p50_ms": harness.percentile(latencies, 50), "p99_ms": harness.percentile(latencies, 99),
            "p999_ms": harness.percentile(latencies, 99.9),
-           "accepted_rps": accepted / window, "errors": len(latencies) - accepted}
-    detail = {"rate": rate, "requests": len(latencies), "span_s": span, "window_s": window,
+           "accepted_rps": accepted / window, "errors": len(latencies) - accepted - refused}
+    detail = {"rate": rate, "requests": len(latencies), "span_s": span, "window_s": window, "sold_out": refused,
               "statuses": result["statuses"], "error_kinds": result["errors"],
               "most_in_flight": result["most_in_flight"], "send_lag_p99_ms": harness.percentile(result["lag_ms"], 99),
               "loadgen_cpu_pct": 100 * result["cpu_s"] / result["elapsed_s"] if result["elapsed_s"] else 0.0}

@@ -185,6 +185,7 @@ class Chaos:
         self.partials: Counter = Counter()  # answers to partial cancels
         self.parts: dict[str, list[int]] = {}  # booking id -> the qty of each part cancelled
         self.doomed: Counter = Counter()  # bookings of the cancelled show refused, and any accepted after
+        self.sold_out_refused: Counter = Counter()  # show id -> bookings answered 409 sold_out at once
         self.doomed_cancel_sent = threading.Event()  # the cancel asked for
         self.doomed_cancelled = threading.Event()  # and answered 202
         self.faults: Counter = Counter()          # fault type -> times it fired
@@ -415,7 +416,12 @@ class Chaos:
         doomed = form["show_id"] == self.doomed_show
         sent_after_cancel = doomed and self.doomed_cancelled.is_set()
         response = self.api.call("POST", "/bookings", headers=headers, json_body={**form, "payment_method": method},
-                                 ok=(202, 409) if doomed else (202,))
+                                 ok=(202, 409))
+        if response.status_code == 409 and response.json().get("reject_reason") == "sold_out":
+            # Refused at once: every seat (of its category) paid for, no hold that could come back.
+            with self.accepted_lock:
+                self.sold_out_refused[form["show_id"]] += 1
+            return
         if doomed and response.status_code == 409:
             # Refused once the cancel was asked for; never before.
             self.doomed["refused" if self.doomed_cancel_sent.is_set() else "refused_before_cancel"] += 1
@@ -838,7 +844,8 @@ class Chaos:
             "workload_errors": len(self.errors),
             # Asked for and neither accepted nor refused for a cancelled show.
             "not_accepted": (self.args.bookings - len(self.accepted) - self.doomed["refused"]
-                             if not work.is_alive() else None),
+                             - sum(self.sold_out_refused.values()) if not work.is_alive() else None),
+            "sold_out_refused": sum(self.sold_out_refused.values()),
             "seconds": round(time.monotonic() - self.started),
         }
         self.print_summary(report, result, workload_s)
@@ -846,8 +853,8 @@ class Chaos:
 
     def print_summary(self, report, result, workload_s):
         print("== chaos summary ==")
-        print(f"bookings accepted: {result['bookings']} (asked {self.args.bookings}); "
-              f"cancels: {dict(self.cancels)}; workload errors: {len(self.errors)}")
+        print(f"bookings accepted: {result['bookings']} (asked {self.args.bookings}; refused at once as sold out: "
+              f"{result['sold_out_refused']}); cancels: {dict(self.cancels)}; workload errors: {len(self.errors)}")
         for error in self.errors[:5]:
             print(f"  workload error: {error}")
         print(f"faults injected ({sum(self.faults.values())}): "
@@ -985,7 +992,7 @@ ZERO_KEYS = ("lost", "stuck", "oversold", "double_charges", "missing_refunds", "
 # moment it is in the report, with no list here to forget to update.
 NOT_COUNTS = frozenset({"bookings", "faults", "seconds", "cancelled_while_gateway_slow", "reserved_bookings",
                         "queued_bookings", "door_scanned", "cancelled_with_fee", "partial_cancels",
-                        "show_cancel_bookings_refused", "webhook_events", "webhook_deliveries_received",
+                        "show_cancel_bookings_refused", "sold_out_refused", "webhook_events", "webhook_deliveries_received",
                         "webhook_refused_while_down", "mails", "mail_resends"})
 
 

@@ -237,6 +237,8 @@ def parse_args(argv=None):
     parser.add_argument("--rate-max-requests", type=int, default=20_000,
                         help="with --rate: at most this many requests per rate (ends it sooner at a high rate)")
     parser.add_argument("--rate-steps", type=int, default=8, help="with --rate auto: rates measured at most, per target")
+    parser.add_argument("--sold-out-requests", type=int, default=5_000,
+                        help="with --rate: the sold-out answer's closed loop after the rates (0: none)")
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--out", help="JSON result path (default bench-results/MODE-TIMESTAMP.json)")
     parser.add_argument("--keep", action="store_true", help="keep the temp data dir (logs) after the run")
@@ -318,7 +320,27 @@ def print_open_loop(figures: dict) -> None:
         for row in figures[key]:
             print(f"    {fmt(row['rate']):>8}  {fmt(row['p50_ms']):>8}  {fmt(row['p99_ms']):>8}  "
                   f"{fmt(row['p999_ms']):>9}  {fmt(row['accepted_rps']):>10}  {fmt(row['errors']):>6}")
+        for detail in figures[f"{key}_details"]:
+            since = "" if detail.get("first_409_sent_s") is None else (
+                f"; sold out answered from {detail['first_409_sent_s']:.1f} s, "
+                f"the last booking taken at {detail['last_202_sent_s'] or 0:.1f} s")
+            print(f"    at {fmt(detail['rate'])}/s: p99 ms by {detail['slice_s']:g} s {detail['p99_ms_by_slice']}{since}")
+            used = detail["resources"]
+            print(f"      CPU {used['cpu_cores_total']} cores: "
+                  + ", ".join(f"{name} {cores}" for name, cores in used["cpu_cores"].items()))
+            print(f"      cores busy by second: {used['cpu_cores_by_s']}; the API's: {used['api_cores_by_s']}")
+            print(f"      PostgreSQL {used['pg_active_sessions']} sessions active, waiting: {used['pg_waiting'] or '-'}; "
+                  f"Redis {used['redis_ops_per_s']} ops/s")
     print(f"  knee / bare INSERT knee: {fmt(figures['ratio_knee_vs_bare_insert'])}")
+    if "sold_out_rps" in figures:
+        print(f"  sold out, closed loop of {figures['sold_out_concurrency']}: {fmt(figures['sold_out_rps'])} answers/s "
+              f"(p50 {fmt(figures['sold_out_p50_ms'])} ms, p99 {fmt(figures['sold_out_p99_ms'])} ms, "
+              f"statuses {figures['sold_out_statuses']}); bare JSON {fmt(figures.get('sold_out_bare_json_rps'))}/s; "
+              f"ratio {fmt(figures.get('ratio_sold_out_vs_bare_json'))}")
+        used = figures["sold_out_resources"]
+        print(f"    CPU {used['cpu_cores_total']} cores: "
+              + ", ".join(f"{name} {cores}" for name, cores in used["cpu_cores"].items())
+              + f"; Redis {used['redis_ops_per_s']} ops/s")
 
 
 def write_json(figures: dict, mode: str, out: str | None) -> Path:
@@ -363,7 +385,8 @@ def run(args) -> dict:
             schedule = open_loop.Schedule(seconds=args.rate_seconds, warmup_s=args.rate_warmup,
                                           max_requests=args.rate_max_requests, seed=args.seed)
             figures.update(open_loop.rush(bench, args.rate, schedule, args.customers, args.rate_steps, workdir,
-                                          baseline=not args.no_baselines))
+                                          baseline=not args.no_baselines, sold_out_requests=args.sold_out_requests))
+            figures["sold_out_concurrency"] = args.concurrency
         elif args.mode == "rush":
             figures.update(harness.rush(bench, args.requests, args.seats, args.customers, workdir))
             figures.update(harness.ratios(figures))

@@ -205,7 +205,9 @@ async def _open_loop(plan: dict) -> dict:
     return {"started_at": started_wall, "finished_at": started_wall + elapsed, "elapsed_s": elapsed,
             "latencies_ms": latencies, "sent_s": sent, "answered_s": answered, "ids": ids,
             "statuses": dict(Counter(str(s) for s in statuses)), "errors": dict(errors),
-            "lag_ms": lags, "most_in_flight": most_in_flight}
+            "lag_ms": lags, "most_in_flight": most_in_flight,
+            "first_409_sent_s": min((sent[i] for i in range(n) if statuses[i] == 409), default=None),
+            "last_202_sent_s": max((sent[i] for i in range(n) if statuses[i] == 202), default=None)}
 
 
 async def _run(plan: dict) -> dict:

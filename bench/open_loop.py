@@ -16,12 +16,17 @@ searches for it: doubling from AUTO_START_RPS until a rate fails, then bisecting
 """
 from __future__ import annotations
 
+import json
 import random
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import harness
 from bench.load import poisson_offsets
+from bench.resources import Resources
 
 KNEE_P99_MS = 100.0
 AUTO_START_RPS = 50
@@ -50,7 +55,11 @@ def arrivals(rate: float, seconds: float, schedule: Schedule, customers: int,
     return offsets, span, items
 
 
-def figures_of(rate: float, result: dict, span: float) -> tuple[dict, dict]:
+SOLD_OUT_REQUESTS = 5_000  # the sold-out answer's closed loop (sold_out_answers), and its bare JSON one
+SLICE_S = 5.0  # the details' p99 by slice of the schedule: where in the rate the latency grew
+
+
+def figures_of(rate: float, result: dict, span: float, offsets: list[float]) -> tuple[dict, dict]:
     """A rate's row of the report and its details. Every request answered otherwise than 202
     (accepted) or 409 (the app's answer for a show sold out: no booking written) counts as an
     error, as do those never answered (connection errors, timeouts); latencies are of every
@@ -67,8 +76,19 @@ def figures_of(rate: float, result: dict, span: float) -> tuple[dict, dict]:
     detail = {"rate": rate, "requests": len(latencies), "span_s": span, "window_s": window, "sold_out": refused,
               "statuses": result["statuses"], "error_kinds": result["errors"],
               "most_in_flight": result["most_in_flight"], "send_lag_p99_ms": harness.percentile(result["lag_ms"], 99),
-              "loadgen_cpu_pct": 100 * result["cpu_s"] / result["elapsed_s"] if result["elapsed_s"] else 0.0}
+              "loadgen_cpu_pct": 100 * result["cpu_s"] / result["elapsed_s"] if result["elapsed_s"] else 0.0,
+              "p99_ms_by_slice": by_slice(latencies, offsets), "slice_s": SLICE_S,
+              # the app: when (sent, s from the start) the sold-out answer began, and the last booking taken
+              "first_409_sent_s": result.get("first_409_sent_s"), "last_202_sent_s": result.get("last_202_sent_s")}
     return row, detail
+
+
+def by_slice(latencies: list[float], offsets: list[float]) -> list[float]:
+    """p99 of the requests due in each SLICE_S seconds of the schedule, in order."""
+    slices: dict[int, list[float]] = {}
+    for latency, offset in zip(latencies, offsets):
+        slices.setdefault(int(offset // SLICE_S), []).append(latency)
+    return [round(harness.percentile(slices[i], 99), 1) for i in sorted(slices)]
 
 
 def passes(row: dict) -> bool:
@@ -131,21 +151,28 @@ def bare_insert(bench: harness.BenchStack, rates, schedule: Schedule, customers:
         def measure(rate, seconds):
             offsets, span, items = arrivals(rate, seconds, schedule, customers, "bench")
             harness.log.info("open loop, bare insert: %g/s, %d requests", rate, len(items))
-            return figures_of(rate, run(base_url, "/insert", tokens, items, offsets, schedule, workdir), span)
+            resources = Resources(bench).start()
+            row, detail = figures_of(rate, run(base_url, "/insert", tokens, items, offsets, schedule, workdir), span,
+                                     offsets)
+            detail["resources"] = resources.stop()
+            return row, detail
         return measured(measure, rates, schedule, steps)
 
 
 def app(bench: harness.BenchStack, rates, schedule: Schedule, customers: int, steps: int,
-        workdir: Path) -> tuple[list[dict], list[dict]]:
+        workdir: Path, shows: list[str]) -> tuple[list[dict], list[dict]]:
     tokens = bench.seed_customers(customers)
 
     def measure(rate, seconds):
         seats = max(1, round(min(rate * seconds, schedule.max_requests) / 4))
         show_id = bench.create_show(seats)
+        shows.append(show_id)
         offsets, span, items = arrivals(rate, seconds, schedule, customers, show_id)
         harness.log.info("open loop, the app: %g/s, %d requests", rate, len(items))
+        resources = Resources(bench).start()
         result = run(bench.stack.urls["api"], "/bookings", tokens, items, offsets, schedule, workdir)
-        row, detail = figures_of(rate, result, span)
+        row, detail = figures_of(rate, result, span, offsets)
+        detail["resources"] = resources.stop()
         detail["seats"] = seats
         detail["settle_s"] = settle(bench, show_id, result, row, span)
         checked = harness.check_show(bench, show_id, result)
@@ -177,7 +204,7 @@ def settle(bench: harness.BenchStack, show_id: str, result: dict, row: dict, spa
 
 
 def rush(bench: harness.BenchStack, rates, schedule: Schedule, customers: int, steps: int, workdir: Path,
-         baseline: bool = True) -> dict:
+         baseline: bool = True, sold_out_requests: int = SOLD_OUT_REQUESTS) -> dict:
     """The open-loop figures: the bare endpoint's table and knee (unless not `baseline`), the
     app's, their ratio, and the app's correctness checks summed over its rates."""
     figures: dict = {"open_loop_rates": rates, "rate_seconds": schedule.seconds, "rate_warmup_s": schedule.warmup_s,
@@ -190,10 +217,61 @@ def rush(bench: harness.BenchStack, rates, schedule: Schedule, customers: int, s
                        bare_insert_knee_rps=bare_knee, bare_insert_knee_rps_is_lower_bound=bounded)
     else:
         figures.update(bare_insert_knee_rps=None)
-    rows, details = app(bench, rates, schedule, customers, steps, workdir)
+    shows: list[str] = []
+    rows, details = app(bench, rates, schedule, customers, steps, workdir, shows)
     app_knee, bounded = knee(rows)
     figures.update(open_loop=rows, open_loop_details=details, knee_rps=app_knee, knee_rps_is_lower_bound=bounded,
                    ratio_knee_vs_bare_insert=app_knee / bare_knee if app_knee is not None and bare_knee else None)
+    if sold_out_requests:
+        figures.update(sold_out_answers(bench, shows[-1], customers, sold_out_requests, workdir, baseline))
     for key in ("oversold", "fairness_violations", "ledger_mismatches"):
         figures[key] = sum(detail[key] for detail in details)
     return figures
+
+
+def sold_out_answers(bench: harness.BenchStack, show_id: str, customers: int, requests: int, workdir: Path,
+                     baseline: bool) -> dict:
+    """How fast "sold out" comes: `requests` POST /bookings for the last rate's show, settled and
+    sold out (its fact earned), from `--concurrency` connections in a closed loop, each answered
+    409 `sold_out` without a booking written; against GET of the bare JSON endpoint answering a
+    body of the 409's size from memory (bench/bare_app.py), the same requests the same way. A
+    first tenth, not counted, lets the first refusal earn the fact again if it expired meanwhile."""
+    tokens = bench.seed_customers(customers)
+    rng = random.Random(f"sold-out:{show_id}")
+    items = [[rng.randrange(customers), {"show_id": show_id, "qty": rng.randint(1, 4), "payment_method": "tok_ok"}]
+             for _ in range(requests)]
+    concurrency = bench.options.concurrency
+    api = bench.stack.urls["api"]
+    warm = harness.run_load(api, "/bookings", tokens, items[: max(1, requests // 10)], concurrency, workdir)
+    body = sold_out_body(bench, tokens[0], show_id)
+    resources = Resources(bench).start()
+    load = harness.load_summary(harness.run_load(api, "/bookings", tokens, items, concurrency, workdir), "409")
+    used = resources.stop()
+    figures = {"sold_out_requests": requests, "sold_out_rps": load["accepted_rps"], "sold_out_p50_ms": load["p50_ms"],
+               "sold_out_p99_ms": load["p99_ms"], "sold_out_statuses": load["statuses"],
+               "sold_out_warmup_statuses": warm["statuses"], "sold_out_resources": used,
+               "sold_out_loadgen_cpu_pct": load["loadgen_cpu_pct"]}
+    if baseline:
+        bare = harness.baseline_bare_json(bench, body, requests, workdir)
+        figures.update({f"sold_out_{key}": value for key, value in bare.items()})
+        figures["ratio_sold_out_vs_bare_json"] = (load["accepted_rps"] / bare["bare_json_rps"]
+                                                  if bare["bare_json_rps"] else None)
+    return figures
+
+
+def sold_out_body(bench: harness.BenchStack, token: str, show_id: str) -> bytes:
+    """The bytes of one sold-out answer (the bare JSON endpoint answers as many). A request the
+    fact did not refuse yet is a booking recorded and rejected: asked again a moment later."""
+    for _ in range(10):
+        request = urllib.request.Request(
+            bench.stack.urls["api"] + "/bookings", method="POST",
+            data=json.dumps({"show_id": show_id, "qty": 1, "payment_method": "tok_ok"}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(request, timeout=30)
+        except urllib.error.HTTPError as error:
+            if error.code == 409:
+                return error.read()
+            raise
+        time.sleep(0.3)
+    raise RuntimeError(f"show {show_id} did not answer sold out: every request was taken as a booking")

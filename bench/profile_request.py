@@ -5,7 +5,8 @@ DATABASE_URL and REDIS_URL, in a database of its own created for the run and dro
 prints the process CPU time per request; with --profile, the cProfile functions by cumulative
 CPU time. Each booking asks for a reservation run, published to REDIS_URL: point it at a Redis
 database no worker reads. The rush (`python -m bench rush`) says how fast the whole stack is;
-this says where one request's CPU goes. With --seats N the show is reserved, on the seated rush's
+this says where one request's CPU goes. With --sold-out each request is refused at once (409
+sold_out) from the show's fact, set for the run: what a refusal costs. With --seats N the show is reserved, on the seated rush's
 map of N seats, and each request asks for one seat best available in a category (SPEC §8).
 """
 from __future__ import annotations
@@ -35,6 +36,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--profile", action="store_true", help="print the cProfile (CPU time) of the requests")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--seats", type=int, default=0, help="a reserved show of this many seats (0: general)")
+    parser.add_argument("--sold-out", action="store_true",
+                        help="each request refused at once: the show's sold-out fact set (kept set) in Redis")
     args = parser.parse_args(argv)
     with scratch_database():
         per_request = run(args)
@@ -92,13 +95,22 @@ def run(args) -> dict:
     for _ in range(50):  # warm up: connections, caches, compiled statements
         client.post("/bookings", json=body, headers=headers)
 
+    facts = None
+    if args.sold_out:
+        from shared_state.redis_clients import redis_client
+        from shared_state.sold_out import Fact, SoldOutFacts
+        facts = SoldOutFacts(redis_client(os.environ["REDIS_URL"]))
+        wanted = Fact({"S"} if args.seats else {None}, False)
+        facts.publish(show_id, wanted, facts.fence(show_id) or "")
     profiler = cProfile.Profile(time.process_time) if args.profile else None
     cpu, wall = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
-    for _ in range(args.requests):
+    for index in range(args.requests):
+        if facts is not None and index % 100 == 0:  # the fact lives a second (its TTL): kept set
+            facts.publish(show_id, wanted, facts.fence(show_id) or "")
         response = client.post("/bookings", json=body, headers=headers)
-        assert response.status_code == 202, response.get_data(as_text=True)
+        assert response.status_code == (409 if facts else 202), response.get_data(as_text=True)
     if profiler:
         profiler.disable()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

@@ -187,11 +187,11 @@ def test_a_tiny_open_loop_reports_each_rate_for_the_app_and_the_bare_insert_and_
     with occupied_ports(*WORKER_METRICS_PORTS.values()):
         completed = subprocess.run(
             [sys.executable, "-m", "bench", "rush", "--rate", "10,20", "--rate-seconds", "3", "--customers", "20",
-             "--no-flower", "--settle-timeout", "240", "--out", str(out)],
+             "--no-flower", "--settle-timeout", "240", "--sold-out-requests", "300", "--out", str(out)],
             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=420)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     figures = json.loads(out.read_text())
-    for table in ("open_loop", "bare_insert_open_loop"):
+    for table, serving in (("open_loop", "api"), ("bare_insert_open_loop", "bare insert app")):
         rows, details = figures[table], figures[f"{table}_details"]
         assert [row["rate"] for row in rows] == [10, 20]
         for row, detail in zip(rows, details):
@@ -202,12 +202,25 @@ def test_a_tiny_open_loop_reports_each_rate_for_the_app_and_the_bare_insert_and_
             assert row["errors"] == 0 and set(detail["statuses"]) <= {"202", "409"}, detail
             assert sum(detail["statuses"].values()) == detail["requests"], detail
             assert 0 < row["accepted_rps"] <= row["rate"] * 1.5
+            # What the rate kept busy (bench/resources.py): the process serving it among the rest.
+            used = detail["resources"]
+            assert used["cpu_cores"][serving] > 0 and used["cpu_cores_total"] >= used["cpu_cores"][serving], used
+            assert used["redis_ops_per_s"] >= 0 and used["pg_active_sessions"] >= 0 and used["cpu_cores_by_s"], used
+            assert len(detail["p99_ms_by_slice"]) == 1, detail  # 3 s of schedule: one 5 s slice
     knee, bare_knee = figures["knee_rps"], figures["bare_insert_knee_rps"]
     assert knee in (10, 20, None) and bare_knee in (10, 20, None)
     assert figures["ratio_knee_vs_bare_insert"] == (knee / bare_knee if knee and bare_knee else None)
     assert figures["oversold"] == figures["fairness_violations"] == figures["ledger_mismatches"] == 0
     assert all(detail["fairness_untimed_bookings"] == 0 for detail in figures["open_loop_details"])
     assert "api_p99_ms" not in figures  # the open loop runs instead of the closed one
+    # Then the last rate's show, sold out, in a closed loop: every answer 409 at once, against
+    # the bare JSON endpoint answering the same bytes.
+    assert figures["sold_out_statuses"] == {"409": 300}, figures["sold_out_statuses"]
+    assert figures["sold_out_rps"] > 0 and figures["sold_out_bare_json_rps"] > 0
+    assert figures["ratio_sold_out_vs_bare_json"] == figures["sold_out_rps"] / figures["sold_out_bare_json_rps"]
+    assert figures["sold_out_bare_json_bytes"] > 0 and figures["sold_out_resources"]["cpu_cores"]["api"] > 0
+    last = figures["open_loop_details"][-1]
+    assert last["first_409_sent_s"] is not None and last["last_202_sent_s"] is not None, last
     assert "knee" in completed.stdout
 
 
@@ -387,3 +400,10 @@ def test_the_reservation_profiler_decides_every_batch_and_cleans_up():
     with psycopg.connect(url) as connection:
         left = connection.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'boxoffice_profile_%'").fetchone()[0]
     assert left == 0
+
+
+def test_the_p99_by_slice_groups_requests_by_when_they_were_due():
+    # due at 0-4.9 s: 10 ms each but one 900 ms; due at 5-9.9 s: 20 ms; none due at 10-14.9 s; one at 15 s
+    offsets = [0.1 * i for i in range(50)] + [5 + 0.1 * i for i in range(50)] + [15.0]
+    latencies = [10.0] * 49 + [900.0] + [20.0] * 50 + [5.0]
+    assert open_loop.by_slice(latencies, offsets) == [900.0, 20.0, 5.0]

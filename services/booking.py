@@ -27,11 +27,8 @@ def record(customer_id: str, show_id: str, qty: int | None, payment_method: str,
         amount = None
         if seats is not None or category is not None:
             qty, amount = _price_reserved(show_id, qty, seats, category)
-        if sold_out.refuses(show_id, _wanted(show_id, seats, category), admission_id is not None) and not (
-                idempotency_key and find_by_idempotency_key(customer_id, idempotency_key)):
-            reserve_soon(show_id)  # a run earns the fact again, or deletes it if seats came back
-            raise SoldOut(f"category {category} is sold out" if category is not None
-                          else "this show is sold out" if seats is None else "a chosen seat's category is sold out")
+        if not (idempotency_key and find_by_idempotency_key(customer_id, idempotency_key)):
+            refuse_if_sold_out(show_id, seats, category, admitted=admission_id is not None)
         booking, created = record_booking(customer_id, show_id, qty, payment_method, idempotency_key,
                                           category=category, seats=seats, amount=amount,
                                           admission_id=admission_id)
@@ -41,6 +38,16 @@ def record(customer_id: str, show_id: str, qty: int | None, payment_method: str,
             uow.reserve_soon(booking.show_id)
             uow.commit()
     return booking, created
+
+
+def refuse_if_sold_out(show_id: str, seats: list[str] | None, category: str | None, admitted: bool) -> None:
+    """SoldOut if the show's fact refuses what the request asks for (services/sold_out.py);
+    nothing is recorded either way. A refusal asks for a reservation run: it earns the fact
+    again, or deletes it if seats came back."""
+    if sold_out.refuses(show_id, _wanted(show_id, seats, category), admitted):
+        reserve_soon(show_id)
+        raise SoldOut(f"category {category} is sold out" if category is not None
+                      else "this show is sold out" if seats is None else "a chosen seat's category is sold out")
 
 
 def _wanted(show_id: str, seats: list[str] | None, category: str | None) -> set[str | None]:

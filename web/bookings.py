@@ -2,7 +2,9 @@
 
 Each view parses, calls one use case (services/) and answers; the use case holds the rules.
 """
-from flask import url_for
+from functools import wraps
+
+from flask import request, url_for
 from flask.views import MethodView
 from web.parsing import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -122,13 +124,38 @@ class TicketSchema(Schema):
 LOCATION = {"Location": {"description": "The URL of the booking", "schema": {"type": "string"}}}
 
 
+_QUICK_SCHEMA = BookingRequestSchema()  # sold_out_first's check of the body
+
+
 def _location(booking) -> dict:
     return {"Location": url_for("bookings.BookingById", booking_id=booking.id)}
+
+
+def sold_out_first(view):
+    """Sold out is answered before the rate limit is counted and the request fully parsed: the
+    fact's one Redis read costs less than the limiter's own round trips, and a refusal changes
+    nothing, so a customer (or a bot) asking again for a sold-out show is answered at once and
+    costs least (SPEC §5). Only a request the normal path would take as it is: a valid body
+    asking for a qty (general admission, or best available in a category), without an
+    Idempotency-Key (a repeat must get its booking back) or an Admission-Token (verified first).
+    Anything else (a pick, a bad body) goes the normal way, where the same check runs again."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if "Idempotency-Key" not in request.headers and "Admission-Token" not in request.headers:
+            try:
+                body = _QUICK_SCHEMA.load(request.get_json(silent=True) or {})
+            except ValidationError:
+                body = None
+            if body is not None and body.get("seats") is None:
+                booking_service.refuse_if_sold_out(body["show_id"], None, body.get("category"), admitted=False)
+        return view(*args, **kwargs)
+    return wrapper
 
 
 @blp.route("")
 class Bookings(MethodView):
     @login_required(Role.CUSTOMER)
+    @sold_out_first
     @limit_bookings
     @blp.arguments(BookingHeadersSchema, location="headers", unknown="exclude")
     @blp.arguments(BookingRequestSchema)
@@ -136,8 +163,8 @@ class Bookings(MethodView):
     @blp.alt_response(409, schema=BookingRefusalSchema,
                       description="Sold out (`reject_reason: sold_out`: no seat left of the show, or of the "
                                   "category asked for, and no hold that could give one back; nothing is "
-                                  "recorded), sales for the show are closed or not open yet, or the admission "
-                                  "already has a booking")
+                                  "recorded; answered before the rate limit, and not counted against it), sales "
+                                  "for the show are closed or not open yet, or the admission already has a booking")
     @documented_errors(blp, 400, 401, 413, 429, e403="Only customers book; a show with a waiting room needs a "
                                                       "valid Admission-Token for this customer and show",
                        e422="Invalid input (also: no such show), or an Idempotency-Key reused with another body")

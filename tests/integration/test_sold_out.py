@@ -312,3 +312,37 @@ def test_a_sold_out_show_with_a_waiting_room_still_asks_for_the_admission_token_
     no_token = post(app, new_customer(), show["id"], qty=1)
     assert no_token.status_code == 403, no_token.json
     assert bookings_of(app, show["id"]) == before
+
+
+def test_a_refusal_is_answered_before_the_rate_limit_and_does_not_count_against_it(
+        app, make_show, customer, new_customer, wait_for, monkeypatch):
+    """A sold-out answer costs less than the limiter's check and changes nothing (web/bookings.py,
+    sold_out_first): a customer asking again and again is answered 409 every time, never 429, and
+    still has the whole limit for a show with seats."""
+    sold, open_show = make_show(capacity=1), make_show(capacity=10)
+    sell_out(app, customer, sold["id"], wait_for, qty=1)
+    monkeypatch.setitem(app.config, "RATE_LIMIT_BOOKINGS", "3/hour")
+    bob = new_customer()
+    for _ in range(6):
+        assert_sold_out(post(app, bob, sold["id"], qty=1))
+    taken = post(app, bob, open_show["id"], qty=1)
+    assert taken.status_code == 202, taken.json
+    assert taken.headers["X-RateLimit-Remaining"] == "2"  # the six refusals were not counted
+    for _ in range(2):
+        assert post(app, bob, open_show["id"], qty=1).status_code == 202
+    assert post(app, bob, open_show["id"], qty=1).status_code == 429  # the limit itself still holds
+
+
+def test_bad_input_for_a_sold_out_show_is_still_a_422_not_a_refusal(app, make_show, customer, wait_for):
+    show = make_show(capacity=1)
+    sell_out(app, customer, show["id"], wait_for, qty=1)
+    before = bookings_of(app, show["id"])
+    for form in ({"qty": 0}, {"qty": "two"}, {"qty": 1, "colour": "red"}):
+        answer = post(app, customer, show["id"], **form)
+        assert answer.status_code == 422, (form, answer.json)
+    missing = app.test_client().post("/bookings", headers=customer["headers"], json={"show_id": show["id"], "qty": 1})
+    assert missing.status_code == 422, missing.json  # no payment_method
+    unauthenticated = app.test_client().post("/bookings", json={"show_id": show["id"], "qty": 1,
+                                                                "payment_method": "tok_ok"})
+    assert unauthenticated.status_code == 401, unauthenticated.json
+    assert bookings_of(app, show["id"]) == before

@@ -6,7 +6,7 @@ from functools import wraps
 
 from flask import request, url_for
 from flask.views import MethodView
-from web.parsing import Blueprint
+from web.parsing import Blueprint, InvalidJSON, request_json
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from web.fields import Text
@@ -127,6 +127,16 @@ LOCATION = {"Location": {"description": "The URL of the booking", "schema": {"ty
 _QUICK_SCHEMA = BookingRequestSchema()  # sold_out_first's check of the body
 
 
+def _quick_body() -> dict | None:
+    """The body as the normal path would take it (web/parsing.py, then the schema), or None for
+    any body it would refuse: that one goes the normal way, to its 400 or 422."""
+    try:
+        document = request_json(request)
+        return _QUICK_SCHEMA.load(document) if isinstance(document, dict) else None
+    except (InvalidJSON, ValidationError):
+        return None
+
+
 def _location(booking) -> dict:
     return {"Location": url_for("bookings.BookingById", booking_id=booking.id)}
 
@@ -142,10 +152,7 @@ def sold_out_first(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         if "Idempotency-Key" not in request.headers and "Admission-Token" not in request.headers:
-            try:
-                body = _QUICK_SCHEMA.load(request.get_json(silent=True) or {})
-            except ValidationError:
-                body = None
+            body = _quick_body()
             if body is not None and body.get("seats") is None:
                 booking_service.refuse_if_sold_out(body["show_id"], None, body.get("category"), admitted=False)
         return view(*args, **kwargs)

@@ -107,15 +107,26 @@ def _problems(document) -> dict:
     return problems
 
 
+_PARSED = "boxoffice.parsed_json"  # the request's body, once parsed (a view may read it early)
+
+
+def request_json(req):
+    """The request's JSON body, parsed once per request (parse_json_body); core.missing if it is
+    not JSON or empty. Raises as parse_json_body does."""
+    if _PARSED in req.environ:
+        return req.environ[_PARSED]
+    if not is_json_request(req):
+        return core.missing
+    raw = req.get_data(cache=True)
+    # as webargs does: an empty body is "no fields"
+    document = req.environ[_PARSED] = parse_json_body(raw) if raw else core.missing
+    return document
+
+
 class RequestParser(FlaskParser):
     def _raw_load_json(self, req):
-        if not is_json_request(req):
-            return core.missing
-        raw = req.get_data(cache=True)
-        if not raw:
-            return core.missing  # as webargs does: an empty body is "no fields"
         try:
-            return parse_json_body(raw)
+            return request_json(req)
         except InvalidJSON as error:
             abort(400, message=f"the request body is not valid JSON: {error}",
                   messages={"json": ["Invalid JSON body."]})

@@ -24,6 +24,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from bench import harness
 from bench.load import poisson_offsets
 from bench.resources import Resources
@@ -236,6 +238,7 @@ def sold_out_answers(bench: harness.BenchStack, show_id: str, customers: int, re
     409 `sold_out` without a booking written; against GET of the bare JSON endpoint answering a
     body of the 409's size from memory (bench/bare_app.py), the same requests the same way. A
     first tenth, not counted, lets the first refusal earn the fact again if it expired meanwhile."""
+    notifications_sent(bench)
     tokens = bench.seed_customers(customers)
     rng = random.Random(f"sold-out:{show_id}")
     items = [[rng.randrange(customers), {"show_id": show_id, "qty": rng.randint(1, 4), "payment_method": "tok_ok"}]
@@ -257,6 +260,21 @@ def sold_out_answers(bench: harness.BenchStack, show_id: str, customers: int, re
         figures["ratio_sold_out_vs_bare_json"] = (load["accepted_rps"] / bare["bare_json_rps"]
                                                   if bare["bare_json_rps"] else None)
     return figures
+
+
+def notifications_sent(bench: harness.BenchStack, patience_s: float = 180.0) -> None:
+    """Wait until the rates' mails and webhook deliveries are sent (none PENDING), so the sold-out
+    loop runs on a quiet stack as its bare baseline does; after `patience_s`, it runs anyway."""
+    deadline = time.monotonic() + patience_s
+    with psycopg.connect(bench.db_url, autocommit=True) as connection:
+        while time.monotonic() < deadline:
+            pending = connection.execute(
+                "SELECT (SELECT count(*) FROM mails WHERE status = 'PENDING')"
+                " + (SELECT count(*) FROM webhook_deliveries WHERE status = 'PENDING')").fetchone()[0]
+            if not pending:
+                return
+            time.sleep(0.5)
+    harness.log.warning("sold-out loop: notifications still pending after %.0fs", patience_s)
 
 
 def sold_out_body(bench: harness.BenchStack, token: str, show_id: str) -> bytes:

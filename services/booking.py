@@ -45,7 +45,8 @@ def refuse_if_sold_out(show_id: str, seats: list[str] | None, category: str | No
     nothing is recorded either way. A refusal asks for a reservation run: it earns the fact
     again, or deletes it if seats came back."""
     if sold_out.refuses(show_id, _wanted(show_id, seats, category), admitted):
-        reserve_soon(show_id)
+        if sold_out.renewal_due(show_id):
+            reserve_soon(show_id)
         raise SoldOut(f"category {category} is sold out" if category is not None
                       else "this show is sold out" if seats is None else "a chosen seat's category is sold out")
 

@@ -7,23 +7,24 @@ booking written (shared_state/sold_out.py has the keys and the fence).
   cancel finished, part cancelled, seats unblocked, capacity raised) or a cancel that opens a
   paid hold's outcome again. The models note the show (models/database.py, SEATS_BACK); the
   unit of work clears after its commit.
-- Renewed while it refuses: every refusal asks for a reservation run, at most one per kick
-  interval, which earns the fact again or deletes it. A clear that was lost (Redis blip, a
-  process dying between commit and clear) is thus made good by the next run, and at the latest
-  by the fact's TTL.
+- Renewed while it refuses: a refusal asks for a reservation run (at most one per show and
+  RENEW_INTERVAL_S, half the TTL, in each process), which earns the fact again or deletes it.
+  A clear that was lost (Redis blip, a process dying between commit and clear) is thus made
+  good by the next run, and at the latest by the fact's TTL.
 
 Redis not answering is never a refusal: the request takes the normal path.
 """
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import current_app
 
 from models.bookings import sold_out_for_good
 
 from shared_state.redis_clients import FAST_TIMEOUT_S, redis_client
-from shared_state.sold_out import NONE, Fact, SoldOutFacts
+from shared_state.sold_out import NONE, TTL_MS, Fact, SoldOutFacts
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,26 @@ def refuses(show_id: str, wanted: set[str | None], admitted: bool) -> bool:
         log.warning("could not read the sold-out fact of show %s: %r", show_id, error)
         return False
     return bool(fact.sold_out & wanted) and (admitted or not fact.queued)
+
+
+# A refusal asks for the run that earns the fact again at most this often per show and process:
+# half the fact's TTL, so it is renewed before it lapses. Asking each kick interval (100 ms) kept
+# the booking worker running a show-locking run ten times a second through a rush's sold-out
+# part (docs/scaling.md). A clear that was lost is made good by the next such run: within this.
+RENEW_INTERVAL_S = TTL_MS / 2000
+_renewed: dict[str, float] = {}
+RENEWALS_KEPT = 1024
+
+
+def renewal_due(show_id: str) -> bool:
+    """Whether this refusal should ask for the run that earns the show's fact again."""
+    now = time.monotonic()
+    if now - _renewed.get(show_id, -RENEW_INTERVAL_S) < RENEW_INTERVAL_S:
+        return False
+    if len(_renewed) >= RENEWALS_KEPT:
+        _renewed.clear()
+    _renewed[show_id] = now
+    return True
 
 
 def fence(show_id: str) -> str | None:
